@@ -1,0 +1,10 @@
+#!/bin/sh
+# pip install inside an image build.  The CA bundle arrives as a BuildKit secret
+# (/run/secrets/pip_ca) and is never written into a layer; empty index/link
+# build args are dropped so pip does not read them as URLs.
+set -eu
+[ -s /run/secrets/pip_ca ] && export PIP_CERT=/run/secrets/pip_ca
+for v in PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_TRUSTED_HOST; do
+  eval "val=\${$v:-}"; [ -n "$val" ] || unset "$v"
+done
+exec python -m pip install --prefer-binary "$@"

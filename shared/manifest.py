@@ -1,0 +1,104 @@
+"""Stage outputs on the shared volume: atomic directories and their manifest.
+
+Layout of a run (``/work`` in the containers, ``volumes/`` on the host)::
+
+    <run>/<stage>/manifest.json     written last; its presence means "done"
+    <run>/<stage>/...               the stage's files
+    <run>/.tmp/<stage>-<pid>/       work in progress, renamed into place at the end
+
+A stage that is killed leaves only ``.tmp`` debris, which the next run of that
+stage removes; the previous complete output stays untouched until the new one
+is ready.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+
+
+class MissingInput(RuntimeError):
+    """An upstream stage's output is absent or incomplete."""
+
+
+def manifest_path(run_dir: Path, stage: str) -> Path:
+    return Path(run_dir) / stage / MANIFEST
+
+
+def read_manifest(run_dir: Path, stage: str) -> dict | None:
+    p = manifest_path(run_dir, stage)
+    if not p.exists():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise MissingInput(f"{p}: corrupt manifest ({e})") from None
+
+
+def manifest_hash(run_dir: Path, stage: str) -> str | None:
+    p = manifest_path(run_dir, stage)
+    return hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else None
+
+
+def require_manifest(run_dir: Path, stage: str, needed_by: str) -> dict:
+    m = read_manifest(run_dir, stage)
+    if m is None:
+        raise MissingInput(
+            f"{needed_by}: missing upstream artifact {manifest_path(run_dir, stage)} "
+            f"(run `invoke stage {stage}` first)")
+    if m.get("skipped"):
+        raise MissingInput(f"{needed_by}: upstream stage {stage} was skipped: {m['skipped']}")
+    return m
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON via a temp file and rename, so readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def list_files(root: Path) -> dict[str, int]:
+    """Relative path -> size in bytes, for every file under ``root``."""
+    root = Path(root)
+    return {str(p.relative_to(root)): p.stat().st_size
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class AtomicStageDir:
+    """Context manager yielding a temp dir that becomes ``<run>/<stage>`` on success."""
+
+    def __init__(self, run_dir: Path, stage: str):
+        self.run_dir = Path(run_dir)
+        self.stage = stage
+        self.final = self.run_dir / stage
+        self.tmp_root = self.run_dir / ".tmp"
+        self.tmp = self.tmp_root / f"{stage}-{os.getpid()}-{int(time.time() * 1000)}"
+
+    def clean_debris(self) -> list[Path]:
+        gone = sorted(self.tmp_root.glob(f"{self.stage}-*")) if self.tmp_root.exists() else []
+        for p in gone:
+            shutil.rmtree(p, ignore_errors=True)
+        return gone
+
+    def __enter__(self) -> Path:
+        self.clean_debris()
+        self.tmp.mkdir(parents=True)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return False
+        old = self.tmp_root / f"{self.stage}-old-{os.getpid()}"
+        if self.final.exists():
+            os.replace(self.final, old)
+        os.replace(self.tmp, self.final)
+        shutil.rmtree(old, ignore_errors=True)
+        return False

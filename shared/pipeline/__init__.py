@@ -1,0 +1,1 @@
+"""Host-side orchestration: the stage graph, cache keys, images and runners."""

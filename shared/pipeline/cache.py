@@ -1,0 +1,61 @@
+"""Cache keys and stage status (done / stale / missing / skipped), DVC-style.
+
+A stage's key hashes: its config section (plus the seed), the manifest hashes
+of the stages it reads, and its environment (runner + image fingerprint).  A
+stage whose manifest carries the same key is done and is not run again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared import config as cfglib
+from shared.manifest import manifest_hash, read_manifest
+from shared.pipeline.dag import Stage
+
+
+def stage_key(stage: Stage, cfg: dict, run_dir: Path, env_id: str) -> str:
+    inputs = {d: manifest_hash(run_dir, d) for d in stage.deps}
+    return cfglib.sha256_of({"stage": stage.name, "config": cfglib.section(cfg, stage.name),
+                             "inputs": inputs, "env": env_id})
+
+
+@dataclass
+class Status:
+    stage: str
+    state: str       # done | stale | missing | skipped | blocked
+    reason: str
+
+
+def stage_status(stage: Stage, cfg: dict, run_dir: Path, env_id: str, upstream: dict[str, Status]) -> Status:
+    for d in stage.deps:
+        if upstream[d].state in ("missing", "blocked"):
+            return Status(stage.name, "blocked" if read_manifest(run_dir, stage.name) is None else "stale",
+                          f"upstream '{d}' is {upstream[d].state}")
+    m = read_manifest(run_dir, stage.name)
+    if m is None:
+        return Status(stage.name, "missing", "never run")
+    if m.get("cache_key") == stage_key(stage, cfg, run_dir, env_id):
+        if m.get("skipped"):
+            return Status(stage.name, "skipped", m["skipped"])
+        return Status(stage.name, "done", f"{m.get('wall_s', '?')} s, {m.get('started', '?')}")
+    reasons = []
+    section = cfglib.section(cfg, stage.name)
+    if m.get("config_hash") != cfglib.sha256_of(section):
+        changed = _changed_keys(m.get("config", {}), section)
+        reasons.append("config changed" + (f" ({', '.join(changed[:4])})" if changed else ""))
+    for d in stage.deps:
+        if m.get("inputs", {}).get(d) != manifest_hash(run_dir, d):
+            reasons.append(f"upstream '{d}' changed")
+    if (m.get("env") or {}).get("id") != env_id:
+        reasons.append("image changed (code, requirements or runner)")
+    return Status(stage.name, "stale", "; ".join(reasons) or "cache key changed")
+
+
+def _changed_keys(old, new, prefix="") -> list[str]:
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [prefix.rstrip(".")] if old != new else []
+    out = []
+    for k in sorted(set(old) | set(new)):
+        out += _changed_keys(old.get(k), new.get(k), f"{prefix}{k}.")
+    return out

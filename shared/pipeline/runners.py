@@ -1,0 +1,130 @@
+"""Where a stage runs: in its Docker image (default) or in a local virtualenv.
+
+``choose_runner("auto")`` takes Docker when an engine answers, else the local
+runner with a warning.  The local runner builds one virtualenv per image under
+``volumes/.venvs/`` from the same pinned requirement files as the images.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+from shared.config import REPO
+from shared.pipeline import images as img
+from shared.pipeline.dag import Stage
+
+log = logging.getLogger("runner")
+VOLUMES = REPO / "volumes"
+
+
+class RunnerError(RuntimeError):
+    pass
+
+
+def stage_module(name: str) -> str:
+    return f"stages.{name.replace('-', '_')}"
+
+
+def engine_answers() -> tuple[bool, str]:
+    try:
+        r = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True,
+                           text=True, timeout=15)
+    except FileNotFoundError:
+        return False, "docker CLI not installed"
+    except subprocess.TimeoutExpired:
+        return False, "docker info timed out"
+    if r.returncode != 0:
+        return False, (r.stderr.strip().splitlines() or ["docker info failed"])[-1]
+    return True, r.stdout.strip()
+
+
+def choose_runner(requested: str) -> str:
+    if requested not in ("auto", "docker", "local"):
+        raise RunnerError(f"--runner must be auto, docker or local, not '{requested}'")
+    if requested == "local":
+        return "local"
+    ok, why = engine_answers()
+    if ok:
+        return "docker"
+    if requested == "docker":
+        raise RunnerError(f"no Docker engine answers ({why}); start one (`dockerd &`) or use --runner local")
+    log.warning("no Docker engine answers (%s): running stages in local virtualenvs (--runner local)", why)
+    return "local"
+
+
+class DockerRunner:
+    kind = "docker"
+
+    def __init__(self, os_images: dict[str, str]):
+        self.images = img.load_images()
+        self.os_images = os_images
+
+    def env_id(self, image: str) -> str:
+        return f"docker:{img.fingerprint(self.images, image, self.os_images)}"
+
+    def prepare(self, image: str, env: dict, force: bool = False) -> None:
+        img.build(self.images, image, env, force)
+
+    def command(self, stage: Stage, config_path: Path, key: str, env_id: str) -> list[str]:
+        inner = Path("/work") / config_path.relative_to(VOLUMES)
+        return img.compose_cmd() + [
+            "run", "--rm", "-T", "-e", f"JMMC_ENV_ID={env_id}", stage.name,
+            "python", "-m", stage_module(stage.name), "--config", str(inner), "--work", "/work",
+            "--cache-key", key, "--env-id", env_id]
+
+
+class LocalRunner:
+    kind = "local"
+
+    def __init__(self, os_images=None):
+        self.images = img.load_images()
+
+    def env_id(self, image: str) -> str:
+        h = hashlib.sha256(sys.version.encode())
+        for f in img.requirement_files(self.images, image):
+            h.update(f.read_bytes())
+        h.update(img.fingerprint(self.images, image).encode())
+        return f"local:{h.hexdigest()[:16]}"
+
+    def venv_dir(self, image: str) -> Path:
+        return VOLUMES / ".venvs" / image
+
+    def prepare(self, image: str, env: dict | None = None, force: bool = False) -> None:
+        d = self.venv_dir(image)
+        stamp = d / "jmmc-requirements.sha256"
+        reqs = img.requirement_files(self.images, image)
+        want = hashlib.sha256(b"".join(f.read_bytes() for f in reqs)).hexdigest()
+        if not force and stamp.exists() and stamp.read_text() == want:
+            return
+        log.info("creating virtualenv %s from %s", d, ", ".join(str(f.relative_to(REPO)) for f in reqs))
+        venv.EnvBuilder(with_pip=True, clear=True).create(d)
+        for f in reqs:
+            r = subprocess.run([str(d / "bin" / "python"), "-m", "pip", "install", "-q", "-r", str(f)])
+            if r.returncode != 0:
+                raise RunnerError(f"pip install -r {f.relative_to(REPO)} failed in {d} (exit {r.returncode})")
+        stamp.write_text(want)
+
+    def command(self, stage: Stage, config_path: Path, key: str, env_id: str) -> list[str]:
+        return [str(self.venv_dir(stage.image) / "bin" / "python"), "-m", stage_module(stage.name),
+                "--config", str(config_path), "--work", str(VOLUMES), "--cache-key", key, "--env-id", env_id]
+
+
+def make_runner(kind: str, os_images: dict[str, str]):
+    return DockerRunner(os_images) if kind == "docker" else LocalRunner(os_images)
+
+
+def run_logged(cmd: list[str], log_path: Path, env: dict | None = None) -> int:
+    """Run ``cmd`` streaming its output to the terminal and to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as fh:
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                             env={**os.environ, **(env or {})}, bufsize=1)
+        for line in p.stdout:
+            sys.stderr.write(line)
+            fh.write(line)
+        return p.wait()

@@ -1,0 +1,119 @@
+"""`invoke test`: host unit tests, each image's tests inside that image, then a smoke run.
+
+Each pytest writes a JUnit XML under volumes/.test-reports/; the last line
+printed sums them all ("N passed, N failed, N skipped").
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from shared.config import REPO
+from shared.pipeline import driver
+from shared.pipeline.dag import load_dag
+from shared.pipeline.images import compose_cmd, load_images
+from shared.pipeline.runners import VOLUMES, LocalRunner, RunnerError, choose_runner
+
+log = logging.getLogger("test")
+REPORTS = VOLUMES / ".test-reports"
+SMOKE = "configs/smoke.yaml"
+
+
+def _pytest(cmd: list[str], name: str) -> bool:
+    log.info("tests: %s", name)
+    return subprocess.run(cmd, cwd=REPO).returncode == 0
+
+
+def host_tests() -> bool:
+    return _pytest([sys.executable, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider",
+                    f"--junitxml={REPORTS / 'host.xml'}"], "host (tests/)")
+
+
+def image_tests(kind: str) -> bool:
+    """Every image's `tests:` paths, in that image (docker) or its venv (local)."""
+    images, dag = load_images(), load_dag()
+    service = {}
+    for s in dag.values():
+        service.setdefault(s.image, s)
+    ok = True
+    for image, spec in images.items():
+        paths = spec.get("tests")
+        if not paths:
+            continue
+        if image not in service:
+            log.warning("image %s has tests but no stage runs in it; skipped", image)
+            continue
+        if kind == "docker":
+            cmd = compose_cmd() + ["run", "--rm", "-T", service[image].name, "python", "-m", "pytest", *paths,
+                                   "-q", "-p", "no:cacheprovider", f"--junitxml=/work/.test-reports/{image}.xml"]
+        else:
+            r = LocalRunner()
+            r.prepare(image)
+            cmd = [str(r.venv_dir(image) / "bin" / "python"), "-m", "pytest", *paths, "-q", "-p",
+                   "no:cacheprovider", f"--junitxml={REPORTS / (image + '.xml')}"]
+        ok &= _pytest(cmd, f"{image} image ({', '.join(paths)})")
+    return ok
+
+
+def smoke_run(runner: str) -> tuple[bool, str]:
+    """Fresh smoke run of the whole chain, then a second run that must be fully cached."""
+    run_name = driver.load(SMOKE)["run"]
+    driver.clean(run_name)
+    stages = list(load_dag())
+    try:
+        t0 = time.time()
+        first = driver.run(stages, SMOKE, runner, build=False)
+        t1 = time.time()
+        second = driver.run(stages, SMOKE, runner, build=False)
+        t2 = time.time()
+    except driver.PipelineError as e:
+        return False, f"smoke run failed: {e}"
+    not_done = [s.stage for s in first if s.state not in ("done", "skipped")]
+    rerun = [s.stage for s in second if s.reason.startswith("ran in")]
+    if not_done or rerun:
+        return False, f"smoke run: not done {not_done}, re-ran when cached {rerun}"
+    return True, f"smoke run: {len(first)} stage(s) in {t1 - t0:.1f} s, cached rerun {t2 - t1:.1f} s"
+
+
+def summarize() -> tuple[int, int, int]:
+    passed = failed = skipped = 0
+    for f in sorted(REPORTS.glob("*.xml")):
+        for suite in ET.parse(f).getroot().iter("testsuite"):
+            n, fl, er, sk = (int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
+            passed += n - fl - er - sk
+            failed += fl + er
+            skipped += sk
+    return passed, failed, skipped
+
+
+def run_all(host_only: bool = False, e2e: bool = True, runner: str = "auto") -> bool:
+    shutil.rmtree(REPORTS, ignore_errors=True)
+    REPORTS.mkdir(parents=True)
+    ok = host_tests()
+    extra_passed = extra_failed = 0
+    if not host_only:
+        try:
+            kind = choose_runner(runner)
+        except RunnerError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return False
+        if kind == "docker":
+            try:
+                driver.build_images(sorted({s.image for s in load_dag().values()}))
+            except driver.PipelineError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return False
+        ok &= image_tests(kind)
+        if e2e:
+            good, msg = smoke_run(kind)
+            print(msg)
+            ok &= good
+            extra_passed, extra_failed = (1, 0) if good else (0, 1)
+    p, f, s = summarize()
+    print(f"test: {p + extra_passed} passed, {f + extra_failed} failed, {s} skipped")
+    return ok and f == 0

@@ -1,0 +1,143 @@
+"""The contract every stage follows: ``python -m stages.<name> --config FILE``.
+
+A stage module calls :func:`main` with its ``run(ctx)`` function.  ``run``
+writes its files under ``ctx.out`` (a temp dir that becomes
+``<work>/<run>/<stage>/`` only if ``run`` returns) and returns a dict:
+
+    {"metrics": {...}}                       # goes into manifest.json
+    {"skipped": "needs X; how to provide"}   # the stage could not run here
+
+The manifest records the config section and its hash, the input manifests'
+hashes, the environment (image id, Python, packages), the seed, wall time and
+the metrics.  The host (``tasks.py``) passes ``--cache-key`` and
+``--env-id``; run by hand they default to values computed here.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import random
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+from shared import config as cfglib
+from shared.manifest import (AtomicStageDir, MissingInput, list_files, manifest_hash,
+                             require_manifest, write_json)
+from shared.pipeline.dag import load_dag
+
+EXIT_FAILED, EXIT_CONFIG, EXIT_INPUT = 1, 2, 3
+
+
+@dataclass
+class StageContext:
+    name: str
+    cfg: dict                 # this stage's validated section
+    config: dict              # the whole validated config
+    run_dir: Path             # <work>/<run>
+    out: Path                 # where to write (temp, renamed on success)
+    seed: int
+    log: logging.Logger
+    inputs: dict[str, Path] = field(default_factory=dict)      # upstream stage -> its dir
+    input_manifests: dict[str, dict] = field(default_factory=dict)
+
+    def input(self, stage: str) -> Path:
+        if stage not in self.inputs:
+            raise MissingInput(f"{self.name}: '{stage}' is not a declared dependency (stages/pipeline.yaml)")
+        return self.inputs[stage]
+
+
+def default_work() -> Path:
+    env = os.environ.get("JMMC_WORK")
+    if env:
+        return Path(env)
+    return Path("/work") if Path("/work").is_dir() else cfglib.REPO / "volumes"
+
+
+def setup_logging(name: str) -> logging.Logger:
+    logging.basicConfig(level=os.environ.get("JMMC_LOG", "INFO"), stream=sys.stderr,
+                        format=f"%(asctime)s [{name}] %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    return logging.getLogger(f"stages.{name}")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    try:
+        import numpy as np
+        np.random.seed(seed)
+    except ImportError:
+        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
+def package_versions() -> dict[str, str]:
+    return {d.metadata["Name"].lower(): d.version for d in metadata.distributions() if d.metadata["Name"]}
+
+
+def parse_args(name: str, argv):
+    p = argparse.ArgumentParser(prog=f"python -m stages.{name}", description=f"Run the {name} stage.")
+    p.add_argument("--config", default=str(cfglib.REPO / "configs" / "demo.yaml"), help="run config (YAML)")
+    p.add_argument("--work", type=Path, default=None, help="shared volume root (default: /work or ./volumes)")
+    p.add_argument("--cache-key", default=None, help="set by the host; recorded in the manifest")
+    p.add_argument("--env-id", default=os.environ.get("JMMC_ENV_ID"), help="image id or venv fingerprint")
+    return p.parse_args(argv)
+
+
+def main(name: str, run: Callable[[StageContext], dict], argv=None) -> int:
+    args = parse_args(name, argv)
+    log = setup_logging(name)
+    try:
+        config = cfglib.load_config(args.config)
+    except cfglib.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    run_dir = (args.work or default_work()) / config["run"]
+    deps = load_dag()[name].deps
+    try:
+        input_manifests = {d: require_manifest(run_dir, d, name) for d in deps}
+    except MissingInput as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    inputs_hash = {d: manifest_hash(run_dir, d) for d in deps}
+    section = cfglib.section(config, name)
+    key = args.cache_key or cfglib.sha256_of({"stage": name, "config": section, "inputs": inputs_hash,
+                                              "env": args.env_id})
+    seed_everything(config["seed"])
+    started = time.time()
+    log.info("run %s -> %s (config %s)", config["run"], run_dir / name, config["_source"])
+    atomic = AtomicStageDir(run_dir, name)
+    try:
+        with atomic as out:
+            ctx = StageContext(name, config.get(name.replace("-", "_"), {}), config, run_dir, out,
+                               config["seed"], log, {d: run_dir / d for d in deps}, input_manifests)
+            result = run(ctx) or {}
+            wall = time.time() - started
+            manifest = {
+                "stage": name, "run": config["run"], "cache_key": key,
+                "config": section, "config_hash": cfglib.sha256_of(section), "config_source": config["_source"],
+                "inputs": inputs_hash, "seed": config["seed"],
+                "env": {"id": args.env_id, "python": platform.python_version(),
+                        "runner": os.environ.get("JMMC_RUNNER", "manual"), "packages": package_versions()},
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+                "wall_s": round(wall, 3), "metrics": result.get("metrics", {}),
+                "skipped": result.get("skipped"), "files": list_files(out),
+            }
+            write_json(out / "manifest.json", manifest)
+    except (MissingInput, cfglib.ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INPUT if isinstance(e, MissingInput) else EXIT_CONFIG
+    except Exception as e:  # noqa: BLE001 - one clear line, then the traceback for the log
+        traceback.print_exc()
+        print(f"error: stage {name} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    if manifest["skipped"]:
+        print(f"{name}: skipped: {manifest['skipped']}")
+    log.info("done in %.1f s -> %s", wall, run_dir / name)
+    return 0

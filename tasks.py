@@ -1,0 +1,110 @@
+"""Invoke tasks: the user-facing verbs of the toolchain.
+
+    invoke all [--config configs/demo.yaml]       build images, run every stage (cached)
+    invoke stage dataset [--force]                one stage (and what it needs upstream)
+    invoke status                                 done / stale / missing, and why
+    invoke images [--stage NAME] [--force]        build stage images
+    invoke clean [--run NAME] [--all]             remove outputs
+    invoke test                                   host tests, stage tests in their images, smoke run
+    invoke bench                                  timing figures (dataset stage, no-op run, rebuild)
+
+The logic lives in shared/pipeline/; this file only parses flags and prints.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from invoke import task
+
+from shared.pipeline import driver, testing
+from shared.pipeline.dag import load_dag
+
+DEFAULT_CONFIG = "configs/demo.yaml"
+logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(message)s", datefmt="%H:%M:%S")
+
+
+def _fail(e: Exception):
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _print_status(rows):
+    for s in rows:
+        print(f"  {s.stage:<10} {s.state:<8} {s.reason}")
+
+
+@task(help={"stage": "image of this stage only (default: every stage's)", "force": "rebuild even if up to date",
+            "refresh_base": "look for the OS base images again (registry or local Debian)"})
+def images(c, stage=None, force=False, refresh_base=False):
+    """Build the stage images (parents first; cached by content fingerprint)."""
+    dag = load_dag()
+    try:
+        if stage and stage not in dag:
+            raise driver.PipelineError(f"unknown stage '{stage}'; stages: {', '.join(dag)}")
+        names = [dag[stage].image] if stage else sorted({s.image for s in dag.values()})
+        for name, fp in driver.build_images(names, force, refresh_base).items():
+            print(f"  jmmc/{name}:local  {fp}")
+    except driver.PipelineError as e:
+        _fail(e)
+
+
+@task(help={"name": "stage to run", "config": "run config", "force": "rerun it even if cached",
+            "runner": "auto | docker | local", "no_build": "do not build images first"})
+def stage(c, name, config=DEFAULT_CONFIG, force=False, runner="auto", no_build=False):
+    """Run one stage (and any upstream stage that is not done) in its own image."""
+    try:
+        rows = driver.run([name], config, runner, [name] if force else False, build=not no_build)
+    except driver.PipelineError as e:
+        _fail(e)
+    _print_status(rows)
+
+
+@task(name="all", help={"config": "run config", "force": "rerun every stage", "runner": "auto | docker | local"})
+def all_(c, config=DEFAULT_CONFIG, force=False, runner="auto"):
+    """Build images and run the whole chain in dependency order (cached stages are skipped)."""
+    t0 = time.time()
+    try:
+        rows = driver.run(list(load_dag()), config, runner, force)
+    except driver.PipelineError as e:
+        _fail(e)
+    _print_status(rows)
+    print(f"all stages ready in {time.time() - t0:.1f} s; outputs in volumes/{driver.load(config)['run']}/")
+
+
+@task(help={"config": "run config", "runner": "auto | docker | local"})
+def status(c, config=DEFAULT_CONFIG, runner="auto"):
+    """Which stages are done, stale or missing for a config, and why."""
+    try:
+        rows = driver.status(config, runner)
+    except driver.PipelineError as e:
+        _fail(e)
+    print(f"run '{driver.load(config)['run']}' ({config}):")
+    _print_status(rows)
+
+
+@task(help={"run": "run name to remove (default: every run)", "all": "also local venvs and the base-image choice"})
+def clean(c, run=None, all=False):  # noqa: A002 - invoke flag name
+    """Remove outputs under volumes/ (the wheelhouse is kept)."""
+    for p in driver.clean(run, all):
+        print(f"  removed {p}")
+
+
+@task(help={"host_only": "only the host unit tests (no engine needed)", "no_e2e": "skip the smoke run",
+            "runner": "auto | docker | local"})
+def test(c, host_only=False, no_e2e=False, runner="auto"):
+    """The project's tests: host units, each stage's tests in its image, end-to-end smoke run."""
+    ok = testing.run_all(host_only=host_only, e2e=not no_e2e, runner=runner)
+    sys.exit(0 if ok else 1)
+
+
+@task(help={"config": "config for the dataset timing (default demo)", "runner": "auto | docker | local"})
+def bench(c, config=DEFAULT_CONFIG, runner="auto"):
+    """Print timing figures: dataset stage, warm no-op `all`, warm image rebuild."""
+    from shared.pipeline import bench as benchmod
+    try:
+        benchmod.main(config, runner)
+    except driver.PipelineError as e:
+        _fail(e)
+

@@ -1,0 +1,60 @@
+"""docker/images.yaml, compose.yaml and the fingerprints agree."""
+import shutil
+
+import yaml
+
+from shared.config import REPO
+from shared.pipeline import images as img
+from shared.pipeline.dag import load_dag
+
+
+def compose():
+    return yaml.safe_load((REPO / "compose.yaml").read_text())
+
+
+def test_every_image_has_a_compose_service_with_its_dockerfile_and_parent():
+    services = compose()["services"]
+    for name, spec in img.load_images().items():
+        assert name in services or any(s.image == name for s in load_dag().values()), name
+        svc = services[name] if name in services else services[next(s.name for s in load_dag().values()
+                                                                      if s.image == name)]
+        assert svc["build"]["dockerfile"] == spec["dockerfile"]
+        assert svc["image"] == img.tag(name)
+        if "parent" in spec:
+            assert svc["build"]["args"]["PARENT"] == img.tag(spec["parent"])
+            assert f"ARG PARENT={img.tag(spec['parent'])}" in (REPO / spec["dockerfile"]).read_text()
+
+
+def test_every_stage_service_mounts_the_volume_without_network():
+    services = compose()["services"]
+    for s in load_dag().values():
+        svc = services[s.name]
+        assert "./volumes:/work" in svc["volumes"]
+        assert svc["network_mode"] == "none"
+
+
+def test_fingerprint_follows_code_and_parents(tmp_path, monkeypatch):
+    images = img.load_images()
+    a = img.fingerprint(images, "dataset")
+    assert a == img.fingerprint(images, "dataset")
+    assert a != img.fingerprint(images, "dataset", {"light": "other:os", "heavy": "x"})
+    assert img.chain(images, "dataset") == ["py-light", "dataset"]
+    # a change in a copied file changes the fingerprint
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "docker", repo / "docker")
+    shutil.copytree(REPO / "shared", repo / "shared")
+    shutil.copytree(REPO / "stages", repo / "stages")
+    monkeypatch.setattr(img, "REPO", repo)
+    b = img.fingerprint(images, "dataset")
+    (repo / "stages" / "dataset" / "schema.yaml").write_text("# changed\n")
+    assert img.fingerprint(images, "dataset") != b
+    assert img.fingerprint(images, "py-light") == img.fingerprint(images, "py-light")
+
+
+def test_pip_install_script_keeps_the_ca_out_of_layers():
+    text = (REPO / "docker" / "pip-install.sh").read_text()
+    assert "/run/secrets/pip_ca" in text
+    for spec in img.load_images().values():
+        df = (REPO / spec["dockerfile"]).read_text()
+        assert "pip_ca" not in df.replace("id=pip_ca", "")  # only as a secret mount
+        assert "COPY" not in df or "pip_ca" not in df.split("COPY", 1)[1].split("\n", 1)[0]
