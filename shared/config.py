@@ -210,6 +210,9 @@ def sha256_of(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
 
 
-def section(cfg: dict, stage: str) -> dict:
-    """What of the config a stage depends on: its own section plus the seed."""
-    return {"seed": cfg["seed"], stage: cfg.get(stage.replace("-", "_"), {})}
+def section(cfg: dict, stage: str, extra: tuple[str, ...] = ()) -> dict:
+    """What of the config a stage depends on: its own section, the seed, and the
+    shared sections it declares in stages/pipeline.yaml (``sections: [eval]``)."""
+    out = {"seed": cfg["seed"], stage: cfg.get(stage.replace("-", "_"), {})}
+    out.update({k: cfg[k] for k in extra})
+    return out

@@ -99,14 +99,15 @@ def main(name: str, run: Callable[[StageContext], dict], argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
     run_dir = (args.work or default_work()) / config["run"]
-    deps = load_dag()[name].deps
+    stage = load_dag()[name]
+    deps = stage.deps
     try:
         input_manifests = {d: require_manifest(run_dir, d, name) for d in deps}
     except MissingInput as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INPUT
     inputs_hash = {d: manifest_hash(run_dir, d) for d in deps}
-    section = cfglib.section(config, name)
+    section = cfglib.section(config, name, stage.sections)
     key = args.cache_key or cfglib.sha256_of({"stage": name, "config": section, "inputs": inputs_hash,
                                               "env": args.env_id})
     seed_everything(config["seed"])

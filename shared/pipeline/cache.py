@@ -16,7 +16,7 @@ from shared.pipeline.dag import Stage
 
 def stage_key(stage: Stage, cfg: dict, run_dir: Path, env_id: str) -> str:
     inputs = {d: manifest_hash(run_dir, d) for d in stage.deps}
-    return cfglib.sha256_of({"stage": stage.name, "config": cfglib.section(cfg, stage.name),
+    return cfglib.sha256_of({"stage": stage.name, "config": cfglib.section(cfg, stage.name, stage.sections),
                              "inputs": inputs, "env": env_id})
 
 
@@ -40,7 +40,7 @@ def stage_status(stage: Stage, cfg: dict, run_dir: Path, env_id: str, upstream: 
             return Status(stage.name, "skipped", m["skipped"])
         return Status(stage.name, "done", f"{m.get('wall_s', '?')} s, {m.get('started', '?')}")
     reasons = []
-    section = cfglib.section(cfg, stage.name)
+    section = cfglib.section(cfg, stage.name, stage.sections)
     if m.get("config_hash") != cfglib.sha256_of(section):
         changed = _changed_keys(m.get("config", {}), section)
         reasons.append("config changed" + (f" ({', '.join(changed[:4])})" if changed else ""))

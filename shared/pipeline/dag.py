@@ -17,19 +17,21 @@ class Stage:
     deps: tuple[str, ...]
     image: str
     needs: tuple[str, ...] = field(default=())
+    sections: tuple[str, ...] = field(default=())   # shared config sections it reads, e.g. eval
 
 
 def load_dag(path: Path = PIPELINE) -> dict[str, Stage]:
     raw = yaml.safe_load(Path(path).read_text()) or {}
     dag: dict[str, Stage] = {}
     for name, spec in raw.items():
-        unknown = set(spec) - {"deps", "image", "needs"}
+        unknown = set(spec) - {"deps", "image", "needs", "sections"}
         if unknown:
             raise ValueError(f"{path}: {name}: unknown key(s) {sorted(unknown)}")
         for d in spec.get("deps", []):
             if d not in dag:
                 raise ValueError(f"{path}: {name}: dependency '{d}' must be declared above it")
-        dag[name] = Stage(name, tuple(spec.get("deps", [])), spec.get("image", name), tuple(spec.get("needs", [])))
+        dag[name] = Stage(name, tuple(spec.get("deps", [])), spec.get("image", name),
+                          tuple(spec.get("needs", [])), tuple(spec.get("sections", [])))
     return dag
 
 

@@ -213,8 +213,13 @@ def package_server(wheelhouse: Path):
         server.server_close()
 
 
-def build(images: dict, image: str, env: dict, force: bool = False) -> tuple[str, bool]:
-    """Build ``image`` and its parents as needed. Returns (fingerprint, built_anything)."""
+def build(images: dict, image: str, env: dict, force: bool = False, log_dir: Path | None = None) -> tuple[str, bool]:
+    """Build ``image`` and its parents as needed. Returns (fingerprint, built_anything).
+
+    Success is judged by the image carrying the expected fingerprint label
+    afterwards, not by the builder's exit code (some Compose builds exit 0 on
+    a failed build).
+    """
     os_images = {"light": env["JMMC_OS_LIGHT"], "heavy": env["JMMC_OS_HEAVY"]}
     built = False
     for name in chain(images, image):
@@ -223,9 +228,17 @@ def build(images: dict, image: str, env: dict, force: bool = False) -> tuple[str
             continue
         log.info("building image %s (%s)", tag(name), fp)
         cmd = compose_cmd() + ["--profile", "build", "build", name]
-        r = subprocess.run(cmd, env={**os.environ, **env, "JMMC_INPUTS": fp})
-        if r.returncode != 0:
-            raise ImageError(f"image {tag(name)} failed to build (exit {r.returncode}); "
-                             f"rerun `{' '.join(cmd[:2])} --profile build build {name}` to see the log")
+        log_path = (log_dir or REPO / "volumes" / ".build-logs") / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "w") as fh:
+            p = subprocess.Popen(cmd, env={**os.environ, **env, "JMMC_INPUTS": fp}, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, errors="replace")
+            for line in p.stdout:
+                fh.write(line)
+                if os.environ.get("JMMC_BUILD_VERBOSE") or "ERROR" in line or "error:" in line:
+                    print(line, end="", flush=True)
+            code = p.wait()
+        if code != 0 or image_label(tag(name)) != fp:
+            raise ImageError(f"image {tag(name)} failed to build (exit {code}); log: {log_path}")
         built = True
     return fingerprint(images, image, os_images), built
