@@ -46,13 +46,17 @@ def manifest_hash(run_dir: Path, stage: str) -> str | None:
 
 
 def require_manifest(run_dir: Path, stage: str, needed_by: str) -> dict:
+    """The upstream manifest, or a MissingInput error naming the file.
+
+    A *skipped* upstream (its manifest has ``skipped: "needs X ..."``) is returned
+    like any other: the reading stage decides what to do without it (the report
+    lists it; the hailo stage still writes what it can without the SDK).
+    """
     m = read_manifest(run_dir, stage)
     if m is None:
         raise MissingInput(
             f"{needed_by}: missing upstream artifact {manifest_path(run_dir, stage)} "
             f"(run `invoke stage {stage}` first)")
-    if m.get("skipped"):
-        raise MissingInput(f"{needed_by}: upstream stage {stage} was skipped: {m['skipped']}")
     return m
 
 

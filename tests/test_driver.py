@@ -43,3 +43,26 @@ def test_clean_removes_only_the_named_run(tmp_path, monkeypatch):
     assert (tmp_path / "b").exists() and (tmp_path / "wheelhouse").exists()
     driver.clean(None)
     assert not (tmp_path / "b").exists() and (tmp_path / "wheelhouse").exists()
+
+
+def test_unmet_image_need_is_recorded_as_skipped_with_how_to(tmp_path):
+    from shared.pipeline.cache import stage_status
+    from shared.pipeline.dag import Stage
+    stage = Stage("esp-build", (), "esp-build", ("image:espressif/idf:v5.3.2",))
+    cfg = driver.load("configs/smoke.yaml")
+    unmet = driver.missing_needs(stage, "local")
+    assert unmet == ["image:espressif/idf:v5.3.2"]
+    env = driver.env_id_of(None, stage, unmet)
+    st = driver.write_skip(stage, cfg, tmp_path, env, "docker", unmet)
+    assert st.state == "skipped"
+    assert "needs espressif/idf:v5.3.2" in st.reason and "docker pull espressif/idf:v5.3.2" in st.reason
+    assert "invoke stage esp-build" in st.reason
+    again = stage_status(stage, cfg, tmp_path, env, {})
+    assert again.state == "skipped"                  # cached: not re-checked every run
+    assert stage_status(stage, cfg, tmp_path, "docker:abc", {}).state == "stale"   # need met later
+
+
+def test_unknown_need_kind(tmp_path):
+    from shared.pipeline.dag import Stage
+    with pytest.raises(driver.PipelineError, match="unknown need 'gpu'"):
+        driver.missing_needs(Stage("x", (), "x", ("gpu",)), "docker")

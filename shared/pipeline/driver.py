@@ -5,6 +5,8 @@ prints it and exits non-zero.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -15,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from shared import config as cfglib
-from shared.manifest import read_manifest
+from shared.manifest import MANIFEST, AtomicStageDir, manifest_hash, read_manifest, write_json
 from shared.pipeline import images as img
 from shared.pipeline.cache import Status, stage_key, stage_status
 from shared.pipeline.dag import load_dag, upstream
@@ -71,6 +73,20 @@ def build_env(osi: dict[str, str], server_args: dict) -> dict[str, str]:
             "JMMC_UID": str(os.getuid()), "JMMC_GID": str(os.getgid()), **server_args}
 
 
+@contextlib.contextmanager
+def build_lock():
+    """One image build at a time per checkout (they share the package server port)."""
+    path = VOLUMES / ".build.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another image build is running in this checkout; waiting for it")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
 def build_images(names: list[str], force: bool = False, refresh_base: bool = False) -> dict[str, str]:
     """Build the images of ``names`` (image names) parent-first; returns {image: fingerprint}.
 
@@ -88,7 +104,7 @@ def build_images(names: list[str], force: bool = False, refresh_base: bool = Fal
         return fps
     t0 = time.time()
     try:
-        with img.package_server(WHEELHOUSE) as server_args:
+        with build_lock(), img.package_server(WHEELHOUSE) as server_args:
             env = build_env(osi, server_args)
             for n in todo:
                 _, built = img.build(images, n, env, force)
@@ -114,19 +130,24 @@ def run(targets: list[str], config_path: str, runner: str = "auto", force: list[
         raise PipelineError(str(e)) from None
     osi = recorded_os_images() if kind == "local" else os_images()
     r = make_runner(kind, osi)
+    unmet = {s: missing_needs(dag[s], kind) for s in order}
     if build and kind == "docker":
-        build_images(sorted({dag[s].image for s in order}))
+        build_images(sorted({dag[s].image for s in order if not unmet[s]}))
     config_file = write_resolved(cfg)
     run_dir = VOLUMES / cfg["run"]
     forced = set(order if force is True else (force or []))
     results: dict[str, Status] = {}
     for name in order:
         stage = dag[name]
-        env_id = r.env_id(stage.image)
+        env_id = env_id_of(r, stage, unmet[name])
         st = stage_status(stage, cfg, run_dir, env_id, results)
         if st.state in ("done", "skipped") and name not in forced:
             log.info("%-10s %s (cached: %s)", name, st.state, st.reason)
             results[name] = st
+            continue
+        if unmet[name]:
+            results[name] = write_skip(stage, cfg, run_dir, env_id, kind, unmet[name])
+            log.warning("%-10s skipped: %s", name, results[name].reason)
             continue
         if kind == "local":
             r.prepare(stage.image)
@@ -151,8 +172,44 @@ def status(config_path: str, runner: str = "auto") -> list[Status]:
     run_dir = VOLUMES / cfg["run"]
     out: dict[str, Status] = {}
     for name, stage in load_dag().items():
-        out[name] = stage_status(stage, cfg, run_dir, r.env_id(stage.image), out)
+        env_id = env_id_of(r, stage, missing_needs(stage, kind, pull=False))
+        out[name] = stage_status(stage, cfg, run_dir, env_id, out)
     return list(out.values())
+
+
+def missing_needs(stage, kind: str, pull: bool = True) -> list[str]:
+    """The stage's `needs` (stages/pipeline.yaml) this host cannot meet, e.g. ["image:espressif/idf:v5.3.2"]."""
+    missing = []
+    for need in stage.needs:
+        what, _, name = need.partition(":")
+        if what != "image" or not name:
+            raise PipelineError(f"stages/pipeline.yaml: {stage.name}: unknown need '{need}' (use image:NAME)")
+        if kind != "docker" or not img.image_available(name, pull):
+            missing.append(need)
+    return missing
+
+
+def env_id_of(runner, stage, unmet: list[str]) -> str:
+    # an unmet need is part of the environment: providing it later makes the stage stale
+    return "unmet:" + ",".join(unmet) if unmet else runner.env_id(stage.image)
+
+
+def write_skip(stage, cfg: dict, run_dir: Path, env_id: str, kind: str, unmet: list[str]) -> Status:
+    """Record host-side that a stage could not run here, and how to provide what it needs."""
+    names = [n.partition(":")[2] for n in unmet]
+    how = "; ".join(f"`docker pull {n}` (or `docker load` it) on this host" for n in names)
+    if kind != "docker":
+        how = "a Docker engine with " + ", ".join(names)
+    msg = f"needs {', '.join(names)}; provide it: {how}, then `invoke stage {stage.name}`"
+    section = cfglib.section(cfg, stage.name, stage.sections)
+    with AtomicStageDir(run_dir, stage.name) as out:
+        write_json(out / MANIFEST, {
+            "stage": stage.name, "run": cfg["run"], "cache_key": stage_key(stage, cfg, run_dir, env_id),
+            "config": section, "config_hash": cfglib.sha256_of(section), "config_source": cfg["_source"],
+            "inputs": {d: manifest_hash(run_dir, d) for d in stage.deps}, "seed": cfg["seed"],
+            "env": {"id": env_id, "runner": kind}, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "wall_s": 0.0, "metrics": {}, "skipped": msg, "files": {}})
+    return Status(stage.name, "skipped", msg)
 
 
 def clean(run_name: str | None, everything: bool = False) -> list[Path]:

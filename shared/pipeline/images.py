@@ -38,8 +38,8 @@ class ImageError(RuntimeError):
 def load_images(path: Path = IMAGES_FILE) -> dict[str, dict]:
     images = yaml.safe_load(Path(path).read_text())
     for name, spec in images.items():
-        if ("parent" in spec) == ("os" in spec):
-            raise ImageError(f"{path}: {name}: needs exactly one of 'parent' or 'os'")
+        if sum(k in spec for k in ("parent", "os", "base")) != 1:
+            raise ImageError(f"{path}: {name}: needs exactly one of 'parent', 'os' or 'base' (an external image)")
         if "parent" in spec and spec["parent"] not in images:
             raise ImageError(f"{path}: {name}: unknown parent '{spec['parent']}'")
     return images
@@ -72,6 +72,8 @@ def fingerprint(images: dict, image: str, os_images: dict[str, str] | None = Non
     spec = images[image]
     if "parent" in spec:
         h.update(fingerprint(images, spec["parent"], os_images).encode())
+    elif "base" in spec:
+        h.update(f"base={spec['base']}".encode())
     else:
         h.update(f"os={os_images[spec['os']]}".encode())
     for rel in [spec["dockerfile"], spec.get("requirements")] + list(spec.get("code", [])):
@@ -114,9 +116,12 @@ def image_id(image_tag: str) -> str | None:
     return r.stdout.strip() if r.returncode == 0 else None
 
 
-def _os_image_available(name: str) -> bool:
+def image_available(name: str, pull: bool = True) -> bool:
+    """Is ``name`` present locally, or (with ``pull``) can it be pulled?"""
     if docker("image", "inspect", name, check=False).returncode == 0:
         return True
+    if not pull:
+        return False
     try:
         return docker("pull", name, check=False, timeout=120).returncode == 0
     except subprocess.TimeoutExpired:
@@ -147,7 +152,7 @@ def resolve_os_images() -> dict[str, str]:
         env = os.environ.get(f"JMMC_OS_{kind.upper()}")
         if env:
             out[kind] = env
-        elif _os_image_available(default):
+        elif image_available(default):
             out[kind] = default
         else:
             log.warning("no container registry answered for %s; using the local Debian base %s "
