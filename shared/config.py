@@ -135,7 +135,7 @@ def _check_leaf(value, spec, key, where):
         raise ConfigError(f"{where}: {key}: must be {t}, got {type(value).__name__} ({value!r})")
     if t == "float":
         value = float(value)
-    if "choices" in spec and value not in spec["choices"]:
+    if "choices" in spec and t != "list" and value not in spec["choices"]:
         raise ConfigError(f"{where}: {key}: {value!r} is not one of {spec['choices']}")
     if t in ("int", "float"):
         if "min" in spec and value < spec["min"]:

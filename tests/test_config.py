@@ -73,3 +73,11 @@ def test_section_hash_changes_only_with_its_section(tmp_path):
     assert sha256_of(section(a, "dataset")) != sha256_of(section(b, "dataset"))
     c = load_config(write(tmp_path, "c.yaml", "device: cuda\ndataset: {preview: 1}\n"))
     assert sha256_of(section(a, "dataset")) == sha256_of(section(c, "dataset"))
+
+
+def test_list_choices_apply_to_each_item(tmp_path):
+    from shared.config import _check_leaf
+    spec = {"type": "list", "items": "str", "choices": ["a", "b"]}
+    assert _check_leaf(["a", "b"], spec, "k", "f:1") == ["a", "b"]
+    with pytest.raises(ConfigError, match=r"k\[1\]: 'c' is not one of"):
+        _check_leaf(["a", "c"], spec, "k", "f:1")

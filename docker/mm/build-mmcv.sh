@@ -18,6 +18,6 @@ if ! ls "$CACHE"/*.whl >/dev/null 2>&1; then
   echo "compiling mmcv-full $V ops against torch $TORCH (about 12 min on 2 cores)"
   MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" FORCE_CUDA=0 \
     python -m pip wheel --no-deps --no-build-isolation . -w "$CACHE"
-  rm -rf "$work"
+  cd / && rm -rf "$work"
 fi
 pip-install --no-deps "$CACHE"/*.whl

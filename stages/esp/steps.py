@@ -1,0 +1,184 @@
+"""``run(ctx)``: quantize the FP32 ONNX models for ESP-DL, simulate their accuracy, budget the
+ESP32-S3 memory, generate the ESP-IDF project.
+
+Outputs (``<run>/esp/``):
+  <candidate>/<model>/<variant>.espdl .info .json .ppq.log   esp-ppq exports (variant: int8 / int16 / mixed)
+  <candidate>/<model>/int8_error_report.csv                  per layer NSR (layerwise, graphwise, marginal)
+  <candidate>/<model>/mixed_int16_layers.json                layers the rule sent to int16
+  accuracy.csv / accuracy.md                                  simulated (TorchExecutor) vs FP32 (ONNX Runtime)
+  memory.csv / memory.md / memory.json                        budget per model and for the chain
+  firmware/                                                   ESP-IDF project (stages/esp/firmware.py)
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import onnx
+import torch
+
+from shared.data import load_split
+from shared.evaluation import Protocol
+from stages.esp import firmware
+from stages.esp.calib import as_batches, chain_inputs
+from stages.esp.evaluate import chain_fn, executor_fn, metrics, rows_for, write_tables
+from stages.esp.footprint import graph_footprint
+from stages.esp.graph import check_ops, cut_before
+from stages.esp.memory import budget, chain_budget
+from stages.esp.quantize import error_report, make_setting, quantize, select_int16, with_followers
+from stages.esp.tables import write_memory
+
+CHAIN = ("enhancer", "denoiser", "yunet")
+
+
+def resolve_candidates(ctx) -> dict:
+    out = {}
+    for c in ctx.cfg["candidates"]:
+        stage, _, sub = c.partition("/")
+        root = ctx.input(stage)  # raises naming stages/pipeline.yaml when not a dependency
+        if ctx.input_manifests[stage].get("skipped"):
+            continue
+        out[c.replace("/", "_")] = root / sub if sub else root
+    return out
+
+
+def prepare(src, models, cut: dict, out_dir, log) -> dict:
+    """{model: ONNX path ready for esp-ppq} (cut where configured, op support checked)."""
+    ready = {}
+    for m in models:
+        p = src / f"{m}.onnx"
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: missing ({m}.onnx of this esp.candidates entry)")
+        if m in cut:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            dst = out_dir / f"{m}_cut.onnx"
+            outs = cut_before(p, dst, cut[m])
+            log.warning("%s cut before node '%s' (new outputs %s): the rest runs off the chip", m, cut[m], outs)
+            p = dst
+        ops = check_ops(p, m)
+        log.info("%s: ops %s all run on ESP-DL", p.name, ", ".join(ops))
+        ready[m] = p
+    return ready
+
+
+def quantize_model(m, path, batches, cfg, qdir, log) -> dict:
+    """{variant: quantized graph} for the configured variants; writes files and the error report."""
+    target, algo, mix = cfg["target"], cfg["calibration"]["algorithm"], cfg["mixed"]
+    graphs = {}
+    variants = cfg["variants"]
+    if "int8" in variants or "mixed" in variants:
+        graphs["int8"], _ = quantize(path, qdir, "int8", batches, 8, make_setting(8, algo, [], target), target, log)
+    if "mixed" in variants:
+        rows = error_report(graphs["int8"], batches, mix["analysis_steps"], qdir / "int8_error_report.csv",
+                            layerwise=mix["measure"] == "layerwise" or mix["layerwise"])
+        picked = select_int16(rows, mix["nsr_threshold"], mix["max_layers"], mix["measure"])
+        ops = with_followers(graphs["int8"], picked)
+        (qdir / "mixed_int16_layers.json").write_text(json.dumps(
+            {"measure": mix["measure"], "threshold": mix["nsr_threshold"], "selected": picked, "int16_ops": ops},
+            indent=2) + "\n")
+        log.info("%s mixed: %d of %d layers above NSR %.3f -> int16 %s", m, len(picked), len(rows),
+                 mix["nsr_threshold"], picked[:4])
+        if ops:
+            graphs["mixed"], _ = quantize(path, qdir, "mixed", batches, 8, make_setting(8, algo, ops, target),
+                                          target, log)
+        else:
+            for ext in ("espdl", "info", "json"):
+                shutil.copy(qdir / f"int8.{ext}", qdir / f"mixed.{ext}")
+            graphs["mixed"] = graphs["int8"]
+    if "int16" in variants:
+        graphs["int16"], _ = quantize(path, qdir, "int16", batches, 16, make_setting(16, algo, [], target), target, log)
+    return {v: graphs[v] for v in variants}
+
+
+MODELS, VARIANTS = ("enhancer", "denoiser", "yunet", "pipeline"), ("int8", "int16", "mixed")
+
+
+def check_lists(cfg: dict) -> None:
+    for key, known in (("models", MODELS), ("variants", VARIANTS)):
+        bad = [v for v in cfg[key] if v not in known]
+        if bad or not cfg[key]:
+            raise ValueError(f"esp.{key}: {bad or 'empty'} not allowed; choose from {', '.join(known)}")
+
+
+def run(ctx) -> dict:
+    cfg, log = ctx.cfg, ctx.log
+    check_lists(cfg)
+    torch.set_num_threads(cfg["threads"])
+    candidates = resolve_candidates(ctx)
+    if not candidates:
+        return {"skipped": "needs the FP32 ONNX models of " + ", ".join(cfg["candidates"]) +
+                "; the upstream stage was skipped: run it (`invoke stage train`)", "metrics": {}}
+    proto = Protocol.from_config(ctx.config)
+    data = ctx.input("dataset")
+    test = load_split(data, "test")
+    board = cfg["board"]
+    acc_rows, mem_rows, summary = [], [], {}
+    for cand, src in candidates.items():
+        t0 = time.time()
+        onnx_files = prepare(src, cfg["models"], cfg["cut"], ctx.out / cand, log)
+        feeds = {m: src / f"{m}.onnx" for m in ("enhancer", "denoiser") if (src / f"{m}.onnx").exists()}
+        cal = chain_inputs(data, proto.variant, cfg["calibration"]["images"], feeds)
+        fp32, graphs, seen = {}, {}, {}
+        for m, path in onnx_files.items():
+            if m not in cfg["cut"]:
+                fp32[m] = metrics(m, path, test, proto)
+            graphs[m] = quantize_model(m, path, as_batches(cal[m]), cfg, ctx.out / cand / m, log)
+        have_chain = all(m in onnx_files and m not in cfg["cut"] for m in CHAIN)
+        if have_chain:
+            fp32["chain"] = metrics("chain", chain_fn(*(onnx_files[m] for m in CHAIN)), test, proto)
+        for v in cfg["variants"]:
+            rows = []
+            for m, path in onnx_files.items():
+                g = graphs[m][v]
+                fp = graph_footprint(g, as_batches(cal[m][:1])[0])
+                size = (ctx.out / cand / m / f"{v}.espdl").stat().st_size
+                row = budget(m, fp["weights_bytes"], fp["peak_activation_bytes"], size, board)
+                row.update(candidate=cand, variant=v, peak_at=fp["peak_at"], layers_by_bits=fp["computing_layers_by_bits"])
+                rows.append(row)
+                if m in fp32:
+                    if id(g) not in seen:  # mixed with no int16 layer is the int8 graph: measured once
+                        names = [o.name for o in onnx.load(str(path)).graph.output]
+                        seen[id(g)] = metrics(m, executor_fn(g, names), test, proto)
+                    acc_rows += rows_for(cand, m, v, seen[id(g)], fp32[m])
+            chain_rows = [r for r in rows if r["model"] in CHAIN]
+            if len(chain_rows) == len(CHAIN):
+                rows.append({**chain_budget(chain_rows, board), "candidate": cand, "variant": v, "peak_at": "",
+                             "layers_by_bits": {}})
+            if have_chain:
+                key = tuple(id(graphs[m][v]) for m in CHAIN)
+                if key not in seen:
+                    fns = [executor_fn(graphs[m][v], [o.name for o in onnx.load(str(onnx_files[m])).graph.output])
+                           for m in CHAIN]
+                    seen[key] = metrics("chain", chain_fn(*fns), test, proto)
+                acc_rows += rows_for(cand, "chain", v, seen[key], fp32["chain"])
+            mem_rows += rows
+        summary[cand] = {"seconds": round(time.time() - t0, 1), "fp32": fp32}
+        log.info("candidate %s done in %.1f s", cand, time.time() - t0)
+    write_tables(acc_rows, ctx.out)
+    write_memory(mem_rows, board, ctx.out)
+    fw = _firmware(ctx, candidates, mem_rows)
+    metrics_out = {
+        "accuracy": {f"{r['candidate']}/{r['model']}/{r['variant']}/{r['metric']}": round(r["value"], 5)
+                     for r in acc_rows},
+        "fp32": {c: s["fp32"] for c, s in summary.items()},
+        "memory": {f"{r['candidate']}/{r['model']}/{r['variant']}": {k: r[k] for k in (
+            "weights_bytes", "peak_activation_bytes", "flash_bytes", "activations_in", "pass")} for r in mem_rows},
+        "board": board, "firmware": fw, "seconds": {c: s["seconds"] for c, s in summary.items()},
+    }
+    (ctx.out / "metrics.json").write_text(json.dumps(metrics_out, indent=2, default=float) + "\n")
+    return {"metrics": metrics_out}
+
+
+def _firmware(ctx, candidates: dict, mem_rows: list[dict]) -> dict:
+    cfg = ctx.cfg
+    fw = cfg["firmware"]
+    cand = (fw["candidate"] or cfg["candidates"][0]).replace("/", "_")
+    if cand not in candidates:
+        raise KeyError(f"esp.firmware.candidate: '{cand}' is not among the candidates run ({', '.join(candidates)})")
+    variant = fw["variant"] if fw["variant"] in cfg["variants"] else cfg["variants"][0]
+    names = [m for m in CHAIN if m in cfg["models"]] or list(cfg["models"])
+    models = {m: ctx.out / cand / m / f"{variant}.espdl" for m in names}
+    chain = [r for r in mem_rows if r["candidate"] == cand and r["variant"] == variant and r["model"] == "chain"]
+    resident = bool(chain and chain[0]["pass"])
+    return firmware.generate(ctx.out / "firmware", models, cfg["board"], fw["runs"], resident, cand, variant)

@@ -1,0 +1,90 @@
+"""esp stage tests: repo root on sys.path, a tiny dataset on disk, tiny exported models."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from shared.config import _read_yaml, defaults  # noqa: E402
+
+SIZE = 32
+
+
+def write_split(root: Path, split: str, n: int, rng) -> None:
+    import cv2
+    d = root / split
+    d.mkdir(parents=True, exist_ok=True)
+    recs = []
+    for i in range(n):
+        clean = rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
+        imgs = {}
+        for v, scale in (("0", 1.0), ("1", 0.3), ("2", 0.1), ("0_noisy", 1.0), ("1_noisy", 0.3)):
+            img = (clean * scale).astype(np.uint8)
+            if "noisy" in v:
+                img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+            name = f"{i}_{v}.png"
+            cv2.imwrite(str(d / name), img)
+            imgs[v] = name
+        recs.append({"images": imgs, "faces": [{"box": [4.0, 4.0, 20.0, 24.0],
+                                                "landmarks": [[8, 10], [16, 10], [12, 14], [9, 18], [15, 18]]}]})
+    (d / "index.json").write_text(json.dumps(recs))
+
+
+@pytest.fixture(scope="session")
+def dataset_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dataset")
+    rng = np.random.default_rng(0)
+    write_split(root, "test", 2, rng)
+    write_split(root, "calibration", 2, rng)
+    return root
+
+
+@pytest.fixture(scope="session")
+def train_dir(tmp_path_factory) -> Path:
+    """enhancer/denoiser/yunet.onnx of tiny untrained nets at 32x32 (what the train stage exports)."""
+    import torch
+    from shared.models import OUTPUT_NAMES, build_models
+    from shared.models.export import export_onnx
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("train")
+    ch = {"channels": [4, 8, 8, 8]}
+    pipe = build_models({"input_size": [SIZE, SIZE], "enhancer": ch, "denoiser": ch}).eval()
+    shape = (1, 3, SIZE, SIZE)
+    export_onnx(pipe.enhancer, d / "enhancer.onnx", shape, ["output"])
+    export_onnx(pipe.denoiser, d / "denoiser.onnx", shape, ["output"])
+    export_onnx(pipe.detector, d / "yunet.onnx", shape, list(OUTPUT_NAMES))
+    return d
+
+
+@pytest.fixture
+def esp_cfg() -> dict:
+    schema, _ = _read_yaml(REPO / "stages" / "esp" / "schema.yaml")
+    c = defaults(schema)
+    c["models"] = ["enhancer", "denoiser", "yunet"]
+    c["calibration"] = {"images": 2, "algorithm": "minmax"}
+    c["mixed"].update(analysis_steps=1, nsr_threshold=10.0)  # none above: mixed = int8 (re-quantization: test_quantize)
+    c["threads"] = 2
+    return c
+
+
+@pytest.fixture
+def make_ctx(tmp_path, dataset_dir, train_dir):
+    def make(cfg: dict):
+        out = tmp_path / "esp"
+        out.mkdir()
+        config = {"eval": {"variant": "1_noisy", "score_thr": 0.02, "nms_iou": 0.45, "iou_thr": 0.5, "limit": None,
+                           "batch": 8}, "esp": cfg, "seed": 0}
+        return SimpleNamespace(name="esp", cfg=cfg, config=config, out=out, seed=0, log=logging.getLogger("test-esp"),
+                               inputs={"dataset": dataset_dir, "train": train_dir},
+                               input_manifests={"dataset": {}, "train": {}},
+                               input=lambda s: {"dataset": dataset_dir, "train": train_dir}[s])
+    return make

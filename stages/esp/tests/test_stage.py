@@ -1,0 +1,55 @@
+"""The stage end to end on tiny models: .espdl per model and variant, accuracy table, budget, ESP-IDF project."""
+import csv
+import json
+import re
+
+import yaml
+
+from stages.esp.firmware import ESP_DL_VERSION
+from stages.esp.steps import run
+
+
+def test_run_end_to_end(make_ctx, esp_cfg):
+    ctx = make_ctx(esp_cfg)
+    m = run(ctx)["metrics"]
+    out = ctx.out
+    for model in ("enhancer", "denoiser", "yunet"):
+        for v in ("int8", "mixed"):
+            assert (out / "train" / model / f"{v}.espdl").stat().st_size > 1000
+        assert (out / "train" / model / "int8_error_report.csv").exists()
+        picked = json.loads((out / "train" / model / "mixed_int16_layers.json").read_text())
+        assert picked["selected"] == [] and picked["threshold"] == 10.0
+        assert (out / "train" / model / "mixed.espdl").read_bytes() == (out / "train" / model / "int8.espdl").read_bytes()
+    acc = list(csv.DictReader(open(out / "accuracy.csv")))
+    keys = {(r["model"], r["variant"], r["metric"]) for r in acc}
+    for v in ("int8", "mixed"):
+        assert {("enhancer", v, "psnr"), ("denoiser", v, "ssim"), ("yunet", v, "ap"), ("chain", v, "ap")} <= keys
+    psnr = [r for r in acc if r["model"] == "enhancer" and r["metric"] == "psnr"]
+    assert all(abs(float(r["value"]) - float(r["fp32"])) < 10 and float(r["fp32"]) > 0 for r in psnr)
+    assert "| simulated | FP32 (ORT) |" in (out / "accuracy.md").read_text()
+    mem = json.loads((out / "memory.json").read_text())["rows"]
+    chain = [r for r in mem if r["model"] == "chain" and r["variant"] == "int8"][0]
+    singles = [r for r in mem if r["model"] != "chain" and r["variant"] == "int8"]
+    assert chain["weights_bytes"] == sum(r["weights_bytes"] for r in singles) > 0
+    assert all(r["pass"] and r["activations_in"] == "SRAM" for r in mem)  # 32x32 fits
+    assert m["memory"]["train/chain/int8"]["pass"] is True
+    # the generated project agrees with the models it embeds
+    fw = out / "firmware"
+    for rel in ("CMakeLists.txt", "main/CMakeLists.txt", "main/app_main.cpp", "main/idf_component.yml",
+                "partitions.csv", "sdkconfig.defaults"):
+        assert (fw / rel).exists(), rel
+    app = (fw / "main" / "app_main.cpp").read_text()
+    cmake = (fw / "main" / "CMakeLists.txt").read_text()
+    for model in ("enhancer", "denoiser", "yunet"):
+        assert (fw / "main" / "models" / f"{model}.espdl").read_bytes() == (out / "train" / model / "mixed.espdl").read_bytes()
+        assert f"models/{model}.espdl BINARY" in cmake
+        assert f'asm("_binary_{model}_espdl_start")' in app and f'{{"{model}", {model}_espdl}}' in app
+    assert "kNumModels = 3" in app and "model->test()" in app and "kChainResident = true" in app
+    comp = yaml.safe_load((fw / "main" / "idf_component.yml").read_text())
+    assert comp["dependencies"]["espressif/esp-dl"] == ESP_DL_VERSION
+    sdk = (fw / "sdkconfig.defaults").read_text()
+    assert 'CONFIG_IDF_TARGET="esp32s3"' in sdk and "CONFIG_SPIRAM=y" in sdk and "FLASHSIZE_8MB=y" in sdk
+    size_k = int(re.search(r"factory,\s+app,\s+factory,\s+0x10000,\s+(\d+)K", (fw / "partitions.csv").read_text())[1])
+    total = sum((fw / "main" / "models" / f"{x}.espdl").stat().st_size for x in ("enhancer", "denoiser", "yunet"))
+    assert size_k * 1024 >= 1024 * 1024 + total and size_k % 64 == 0
+    assert json.loads((fw / "jmmc_project.json").read_text())["models"] == ["enhancer", "denoiser", "yunet"]

@@ -1,0 +1,4 @@
+from shared.stage import main
+from stages.esp_build.steps import run
+
+raise SystemExit(main("esp-build", run))

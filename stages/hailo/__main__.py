@@ -1,0 +1,4 @@
+from shared.stage import main
+from stages.hailo.steps import run
+
+raise SystemExit(main("hailo", run))

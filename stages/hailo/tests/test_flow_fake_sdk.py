@@ -1,0 +1,117 @@
+"""The SDK-side orchestration (flow.py, runtime.py, steps._with_sdk) against a stand-in for sdk.py.
+
+The stand-in runs each model's cut graph (up to its end nodes) in ONNX Runtime with Hailo's
+conventions: NHWC tensors, on-chip normalization from the model script, outputs in an HN order
+that differs from the ONNX order.  It checks the plumbing (scales, layouts, output mapping,
+chaining, files, manifest keys); no Hailo figure comes from it.  With exact float arithmetic the
+"emulated" accuracy must equal the FP32 ONNX accuracy.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from stages.hailo import graph, sdk, steps
+from test_stage import _ctx
+
+
+class Runner:
+    def __init__(self, info, script=""):
+        self.info, self.script = info, script
+        model = onnx.load(str(info.path))
+        del model.graph.output[:]
+        self.ends = list(dict.fromkeys(info.end_nodes.values()))
+        producer = {n.name: n for n in model.graph.node}
+        model.graph.output.extend(onnx.ValueInfoProto(name=producer[e].output[0]) for e in self.ends)
+        self.sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+    def run_nhwc(self, x):
+        x = np.asarray(x, np.float32) / (255.0 if "normalization(" in self.script else 1.0)
+        outs = [np.concatenate(o) for o in zip(*[self.sess.run(None, {self.info.input_name: xi[None].transpose(0, 3, 1, 2)})
+                                                 for xi in x])]
+        return [o.transpose(0, 2, 3, 1) for o in outs][::-1]        # HN order: reversed
+
+    def hn(self):
+        layers, order = {}, []
+        for i, e in enumerate(self.ends[::-1]):
+            layers[f"{self.info.name}/conv{i}"] = {"type": "conv", "original_names": [e]}
+            layers[f"{self.info.name}/output_layer{i}"] = {"type": "output_layer", "input": [f"{self.info.name}/conv{i}"]}
+            order.append(f"{self.info.name}/output_layer{i}")
+        return {"net_params": {"output_layers_order": order}, "layers": layers}
+
+
+def save_har(runner, path):
+    """A stand-in HAR: the ONNX path, the model name and the loaded script."""
+    Path(path).write_text(json.dumps([str(runner.info.path), runner.info.name, runner.script]))
+
+
+def load_har(path, hw_arch="hailo8"):
+    onnx_path, name, script = json.loads(Path(path).read_text())
+    return Runner(graph.inspect(onnx_path, name), script)
+
+
+class FakeRuntime:
+    def __init__(self, hefs):
+        self.runners = {r: load_har(Path(str(p)[:-4] + "_quantized.har")) for r, p in hefs.items()}
+
+    def infer(self, name, x_hwc):
+        return {f"out{i}": o[0] for i, o in enumerate(self.runners[name].run_nhwc(x_hwc[None]))}
+
+    def parallel(self, frames):
+        return {n: [0.001] * len(f) for n, f in frames.items()}, 0.01
+
+    @contextlib.contextmanager
+    def power(self, out):
+        yield out
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def fake_sdk(monkeypatch):
+    @contextlib.contextmanager
+    def emulator(runner, context, batch_size=8):
+        yield runner.run_nhwc
+
+    def optimize(runner, script, calib):
+        assert calib.ndim == 4 and calib.shape[-1] == 3 and calib.dtype == np.float32
+        runner.script = script
+        logging.getLogger("hailo_sdk_client.sdk_backend").warning(   # what the DFC says without a GPU
+            "Reducing optimization level to 0 (the accuracy won't be optimized and compression won't be used) "
+            "because there's no available GPU")
+
+    fake = dict(dfc_version=lambda: "fake", hailort_version=lambda: "fake", devices=lambda: ["fake0"],
+                translate=lambda info, hw: Runner(info), save_har=save_har, load_har=load_har,
+                hn_dict=lambda r: r.hn(), optimize=optimize, compile_hef=lambda r: b"HEF",
+                join=lambda rs: rs[0], emulator=emulator, Runtime=FakeRuntime)
+    for k, v in fake.items():
+        monkeypatch.setattr(sdk, k, v)
+
+
+def test_sdk_flow_plumbing(work, full_config, tmp_path, fake_sdk):
+    ctx = _ctx(work, full_config, tmp_path, runtime={"frames": 3, "power": True})
+    result = steps.run(ctx)
+    assert not result.get("skipped")
+    m = result["metrics"]["chains"]["train"]
+    for role in ("enhancer", "denoiser", "yunet"):
+        assert (ctx.out / "train" / role / f"{role}.hef").read_bytes() == b"HEF"
+        assert m["compile"][role]["hef"] == f"{role}.hef"
+    assert (ctx.out / "train" / "train_multi.hef").exists() and m["multi_network"]["networks"] == ["enhancer", "denoiser", "yunet"]
+    for context in ("fp_optimized", "quantized"):
+        for k, d in m["emulator_delta_vs_fp32"][context].items():
+            assert math.isclose(d, 0.0, abs_tol=1e-3), (context, k, d)
+    rt = m["runtime"]
+    assert set(rt["serial"]["per_model"]) == {"enhancer", "denoiser", "yunet"} and rt["serial"]["per_frame"]["n"] == 3
+    assert rt["parallel"]["chain_fps"] == pytest.approx(300.0)
+    assert result["metrics"]["devices"] == ["fake0"]
+    downgrades = result["metrics"]["dfc_downgrades"]
+    assert len(downgrades) == 1 and downgrades[0].startswith("Reducing optimization level to 0")

@@ -1,0 +1,1 @@
+"""prune stage: structured channel pruning (torch-pruning), NNCF sparsity, EDGY configs, JMMC joint pruning."""

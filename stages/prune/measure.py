@@ -1,0 +1,77 @@
+"""Measure one variant of the chain: cost, the shared evaluation protocol, ONNX exports.
+
+Files per variant (``variants/<name>/``), the same names and I/O as the train stage:
+  enhancer.onnx, denoiser.onnx   [1,3,H,W] float [0,1] -> output
+  yunet.onnx                     [1,3,H,W] raw 0..255 BGR -> cls_8 .. kps_32 (OpenCV layout)
+  pipeline.onnx                  [1,3,H,W] float [0,1] -> cls_8 .. kps_32
+  pipeline.pth                   the whole (pruned) Pipeline module: ``torch.load(f, weights_only=False)``
+  metrics.json                   the row below, with the per-model cost
+"""
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import torch
+
+from shared.data import Split
+from shared.evaluation import Protocol, evaluate_detection, evaluate_restoration
+from shared.metrics.cost import artifact_bytes, count_macs, count_params
+from shared.models import OUTPUT_NAMES
+from shared.models.export import check_parity, export_onnx
+
+
+def cost(pipe, size) -> dict:
+    x = torch.zeros(1, 3, *size)
+    with torch.no_grad():
+        det_in = pipe.to_detector_input(pipe.restore(x)[1])
+    return {name: {"params": count_params(m), "macs": count_macs(m, x=inp)}
+            for name, m, inp in (("enhancer", pipe.enhancer, x), ("denoiser", pipe.denoiser, x),
+                                 ("detector", pipe.detector, det_in), ("pipeline", pipe, x))}
+
+
+def export(pipe, out: Path, size, opset: int, probe: torch.Tensor, per_model: bool = True) -> dict:
+    """Export the four graphs, check ONNX Runtime parity on ``probe`` ([1,3,H,W] in [0,1])."""
+    shape = (1, 3, *size)
+    with torch.no_grad():
+        det_in = pipe.to_detector_input(pipe.restore(probe)[1])
+    jobs = {"enhancer": (pipe.enhancer, ["output"], probe), "denoiser": (pipe.denoiser, ["output"], probe),
+            "yunet": (pipe.detector, list(OUTPUT_NAMES), det_in), "pipeline": (pipe, list(OUTPUT_NAMES), probe)}
+    if not per_model:
+        jobs = {"pipeline": jobs["pipeline"]}
+    report = {}
+    for name, (model, names, sample) in jobs.items():
+        path = out / f"{name}.onnx"
+        export_onnx(model, path, shape, names, opset=opset)
+        data = path.read_bytes()
+        report[name] = {"file": path.name, "bytes": artifact_bytes(path), "bytes_deflate": len(zlib.compress(data, 6)),
+                        "max_abs_diff_vs_torch": float(check_parity(model, path, sample))}
+    return report
+
+
+def evaluate(pipe, test: Split, proto: Protocol) -> dict:
+    det = evaluate_detection(pipe, test, proto)
+    chain = evaluate_restoration(lambda x: pipe.restore(torch.from_numpy(x))[1].detach().numpy(),
+                                 test, "1_noisy", "0", proto.limit)
+    return {"detection": det, "restoration_chain": chain}
+
+
+def measure(name: str, pipe, test: Split, proto: Protocol, size, out: Path, opset: int, probe,
+            extra: dict | None = None, save: bool = True, per_model: bool = True) -> dict:
+    """Evaluate, export (if ``save``) and write ``metrics.json``; returns the table row."""
+    pipe = pipe.cpu().eval()
+    out.mkdir(parents=True, exist_ok=True)
+    c = cost(pipe, size)
+    ev = evaluate(pipe, test, proto)
+    onnx = export(pipe, out, size, opset, probe, per_model) if save else {}
+    if save:
+        torch.save(pipe, out / "pipeline.pth")
+    det = ev["detection"]
+    row = {"variant": name, "ap": det["ap"], "nme": det["nme"], "iou": det["top_box_iou"], "missed": det["missed"],
+           "psnr": ev["restoration_chain"]["psnr"], "params": c["pipeline"]["params"],
+           "macs": c["pipeline"]["macs"], "bytes": onnx.get("pipeline", {}).get("bytes"),
+           "bytes_deflate": onnx.get("pipeline", {}).get("bytes_deflate")}
+    metrics = {"row": row, "cost": c, "eval": ev, "onnx": onnx, **(extra or {})}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+    return metrics

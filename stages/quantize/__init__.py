@@ -1,0 +1,1 @@
+"""quantize stage: AIMET PTQ grid, single-shot QAT, INQ, NNCF PTQ, joint QAT (JMMC), INT8 ONNX."""

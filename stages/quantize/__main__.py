@@ -1,0 +1,4 @@
+from shared.stage import main
+from stages.quantize.steps import run
+
+raise SystemExit(main("quantize", run))

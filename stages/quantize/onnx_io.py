@@ -1,0 +1,86 @@
+"""Deployable INT8 ONNX out of a QuantSim, its encodings, sizes and ONNX Runtime latency.
+
+``export_qdq`` writes ``<stem>.onnx`` with ``aimet_torch.onnx.export``: QuantizeLinear /
+DequantizeLinear in the graph; with ``int8_weights`` (``prequantize_constants``) the
+weights are stored as INT8 (bias INT32) initializers followed by DequantizeLinear, so
+the file is a truly int8-weight model; and ``<stem>.encodings.json`` (AIMET encodings:
+``sim.save_encodings_to_json``).  ``weight_bytes`` sums the initializers by dtype.
+``latency`` times ONNX Runtime sessions (1 thread and all threads) on one input.
+"""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shared.models import OUTPUT_NAMES
+
+
+def output_names(name: str) -> list[str]:
+    return list(OUTPUT_NAMES) if name in ("pipeline", "detector") else ["output"]
+
+
+def export_qdq(sim, name: str, dummy: torch.Tensor, stem: Path, opset: int, int8_weights: bool = True) -> dict:
+    import aimet_torch.onnx as aonnx
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    onnx_path = stem.with_suffix(".onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        aonnx.export(sim.model, (dummy[:1],), str(onnx_path), input_names=["input"],
+                     output_names=output_names(name), opset_version=opset, dynamo=False,
+                     prequantize_constants=int8_weights)
+    sim.save_encodings_to_json(str(stem.parent), stem.name + ".encodings")
+    return {"onnx": onnx_path.name, "encodings": stem.name + ".encodings.json", **weight_bytes(onnx_path)}
+
+
+def export_fp32(model, name: str, dummy: torch.Tensor, path: Path, opset: int) -> Path:
+    from shared.models.export import export_onnx
+    return Path(export_onnx(model, path, tuple(dummy[:1].shape), output_names(name), opset))
+
+
+def weight_bytes(path: Path) -> dict:
+    """File bytes, initializer bytes and the initializer dtypes of an ONNX model."""
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.load(str(path))
+    dtypes, total = Counter(), 0
+    for t in m.graph.initializer:
+        arr = numpy_helper.to_array(t)
+        dtypes[onnx.TensorProto.DataType.Name(t.data_type)] += int(arr.size)
+        total += int(arr.nbytes)
+    ops = Counter(n.op_type for n in m.graph.node)
+    return {"file_bytes": os.path.getsize(path), "weight_bytes": total, "weight_dtypes": dict(dtypes),
+            "qdq_nodes": ops.get("QuantizeLinear", 0) + ops.get("DequantizeLinear", 0)}
+
+
+def latency(path: Path, x: np.ndarray, runs: int, threads: int) -> dict:
+    """Median / mean ms per image in ONNX Runtime (CPU EP) with ``threads`` intra-op threads (0 = all)."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x[:1].astype(np.float32)}
+    sess.run(None, feed)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"median_ms": float(np.median(times)), "mean_ms": float(np.mean(times)), "runs": runs,
+            "threads": threads or (os.cpu_count() or 1)}
+
+
+def bench_pair(fp32: Path, int8: Path, x: np.ndarray, runs: int) -> dict:
+    """FP32 vs INT8 ONNX side by side, 1 thread and all threads, in one process."""
+    out = {}
+    for label, threads in (("1_thread", 1), ("all_threads", 0)):
+        a, b = latency(fp32, x, runs, threads), latency(int8, x, runs, threads)
+        out[label] = {"fp32_ms": a["median_ms"], "int8_ms": b["median_ms"], "threads": a["threads"],
+                      "speedup": a["median_ms"] / b["median_ms"] if b["median_ms"] else float("nan")}
+    return out

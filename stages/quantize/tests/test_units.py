@@ -1,0 +1,86 @@
+"""Fast unit tests: grid validation, INQ powers of two, EDGY/NNCF config parsing."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from stages.quantize import grid, inq, nncf_ptq
+
+PTQ = {"techniques": ["none", "bn_fold+cle"], "adaround": [False, True], "seeds": [0, 1],
+       "bitwidths": ["W8A8"], "quant_scheme": "min_max"}
+
+
+def test_grid_expands_the_product():
+    cells = grid.expand(PTQ)
+    assert len(cells) == 8
+    assert {c.method for c in cells} == {"ptq:none", "ptq:none+adaround", "ptq:bn_fold+cle", "ptq:bn_fold+cle+adaround"}
+    assert cells[0].param_bw == 8 and cells[0].output_bw == 8
+    assert grid.expand({**PTQ, "bitwidths": ["W4A8"]})[0].param_bw == 4
+
+
+def test_grid_rejects_unknown_technique():
+    with pytest.raises(grid.GridError, match=r"quantize.ptq.techniques: unknown value 'adaquant' \(known: none, bn_fold, cle, bn_fold\+cle\)"):
+        grid.expand({**PTQ, "techniques": ["none", "adaquant"]})
+    with pytest.raises(grid.GridError, match="ptq.bitwidths"):
+        grid.expand({**PTQ, "bitwidths": ["W2A2"]})
+
+
+def test_config_file_with_unknown_technique_is_rejected(tmp_path):
+    from shared.config import REPO, load_config
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(f"_base_: {REPO / 'configs' / 'smoke.yaml'}\nquantize:\n  ptq:\n    techniques: [none, magic]\n")
+    with pytest.raises(grid.GridError, match=r"quantize.ptq.techniques: unknown value 'magic'"):
+        grid.expand(load_config(cfg)["quantize"]["ptq"])
+    with pytest.raises(grid.GridError, match=r"quantize.models: unknown value 'yolo'"):
+        grid.check_models(["pipeline", "yolo"])
+
+
+@pytest.mark.parametrize("how", ["magnitude", "random"])
+def test_inq_turns_fraction_into_powers_of_two(how):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.ReLU(), torch.nn.Conv2d(16, 8, 1))
+    before = [p.detach().clone() for p in inq.weights(model)]
+    state = inq.INQ(model, bits=5, how=how, seed=0)
+    state.step(0.5)
+    for p, m, b in zip(state.params, state.masks, before):
+        assert abs(float(m.float().mean()) - 0.5) < 0.02
+        assert bool(inq.is_pow2_or_zero(p[m]).all())               # frozen: exact powers of two (or 0)
+        assert torch.equal(p[~m], b[~m])                            # free: untouched
+        n1, n2 = inq.pow2_levels(b, 5)
+        nz = p[m][p[m] != 0].abs()
+        assert float(nz.max()) <= 2.0 ** n1 and float(nz.min()) >= 2.0 ** n2
+        if how == "magnitude":                                      # the largest weights go first
+            assert float(b[m].abs().min()) >= float(b[~m].abs().max()) - 1e-7
+    # a training step leaves the frozen weights alone
+    x = torch.randn(2, 3, 8, 8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(x).pow(2).mean().backward()
+    opt.step()
+    state.apply()
+    for p, m, t in zip(state.params, state.masks, state.targets):
+        assert torch.equal(p[m], t[m])
+    state.step(1.0)
+    assert state.frozen_fraction() == 1.0
+    assert bool(inq.is_pow2_or_zero(torch.cat([p.detach().flatten() for p in state.params])).all())
+
+
+def test_inq_rejects_bad_schedule():
+    with pytest.raises(ValueError, match="inq.schedule"):
+        inq.run_inq(torch.nn.Conv2d(1, 1, 1), [0.8, 0.5], 5, "magnitude", 0)
+
+
+def test_edgy_quantization_entry(tmp_path):
+    p = tmp_path / "edgy.json"
+    p.write_text(json.dumps({"compression": [{"algorithm": "filter_pruning"},
+                                             {"algorithm": "quantization", "initializer": {"range": {"num_init_samples": 16}},
+                                              "activations": {"mode": "asymmetric"}, "ignored_scopes": ["x"]}]}))
+    args = nncf_ptq.from_edgy(p, 64)
+    assert args["preset"] == "mixed" and args["subset_size"] == 16 and args["ignored"] == ["x"]
+    p.write_text(json.dumps({"compression": {"algorithm": "quantization", "bogus": 1}}))
+    with pytest.raises(nncf_ptq.NNCFConfigError, match=r"edgy.json: compression\[quantization\].bogus: unknown key"):
+        nncf_ptq.from_edgy(p, 64)
+    p.write_text(json.dumps({"compression": {"algorithm": "quantization", "weights": {"bits": 4}}}))
+    with pytest.raises(nncf_ptq.NNCFConfigError, match="INT8 only"):
+        nncf_ptq.from_edgy(p, 64)

@@ -1,0 +1,4 @@
+from shared.stage import main
+from stages.report.steps import run
+
+raise SystemExit(main("report", run))

@@ -1,0 +1,184 @@
+"""Figures (PNG, matplotlib Agg): trade-offs with the Pareto front, the PTQ grid, independent vs joint.
+
+Tables from upstream stages are read generically (``csv.DictReader``): the metric column
+is the first of ``METRIC_COLS`` present, the seed column ``seed``; the joint/independent
+column is the first whose values mention ``joint``; the compression level is the first of
+``LEVEL_COLS`` present.  A table that does not fit returns a reason instead of a plot.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from stages.report.pareto import pareto_front  # noqa: E402
+
+METRIC_COLS = ("ap", "AP", "ap50", "AP@0.5", "ap_0.5", "map")
+LEVEL_COLS = ("level", "sparsity", "ratio", "prune_ratio", "compression", "bitwidth", "bits", "precision")
+SEED_COLS = ("seed",)
+ROLE_MARKERS = {"detector": "s", "pipeline": "o", "chain": "D"}
+
+
+def _num(v):
+    try:
+        f = float(v)
+        return None if math.isnan(f) else f
+    except (TypeError, ValueError):
+        return None
+
+
+def tradeoff(rows: list[dict], x_key: str, path: Path, xlabel: str, title: str) -> list[str] | None:
+    """AP (y) vs a cost (x, log) for the detection rows; Pareto front drawn and returned (artifacts)."""
+    pts = [r for r in rows if _num(r.get("ap")) is not None and _num(r.get(x_key)) and r.get("role") in ROLE_MARKERS]
+    if not pts:
+        return None
+    xs, ys = [float(r[x_key]) for r in pts], [float(r["ap"]) for r in pts]
+    front = pareto_front(xs, ys)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    stages = sorted({r["stage"] for r in pts})
+    colors = {s: plt.cm.tab10(i % 10) for i, s in enumerate(stages)}
+    for i, (r, x, y) in enumerate(zip(pts, xs, ys)):
+        ax.scatter(x, y, marker=ROLE_MARKERS[r["role"]], color=colors[r["stage"]], s=50, zorder=3,
+                   edgecolor="black" if i in front else "none", linewidth=1.2)
+        ax.annotate(r["artifact"], (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color="black", lw=1,
+            ls="--", label="Pareto front", zorder=2)
+    for s in stages:
+        ax.scatter([], [], color=colors[s], label=s)
+    for role, m in ROLE_MARKERS.items():
+        ax.scatter([], [], marker=m, color="grey", label=role)
+    if max(xs) / min(xs) > 20:
+        ax.set_xscale("log")
+    else:  # a narrow range reads better on a linear axis
+        xlabel = xlabel.replace(", log", "")
+        ax.ticklabel_format(axis="x", style="plain", useOffset=False)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("AP@0.5")
+    ax.set_ylim(0, min(1.02, max(0.05, max(ys) * 1.15)))
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [pts[i]["artifact"] for i in front]
+
+
+def read_table(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _pick(cols, options):
+    return next((c for c in options if c in cols), None)
+
+
+MEASURES = re.compile(r"^(ap.*|map|nme|iou|top_box_iou|missed|psnr.*|ssim.*|bytes|size.*|params|macs|n_gt|n_images"
+                      r"|fps.*|.*_ms|.*_s|.*seconds|.*latency.*|.*time.*|file|path|artifact|sqnr.*|loss.*)$", re.I)
+
+
+def _is_axis(col: str, values: list) -> bool:
+    """A grid axis: varies, is not a measurement, and is text or a small set of numbers (e.g. bits)."""
+    distinct = set(values)
+    if len(distinct) < 2 or MEASURES.match(col):
+        return False
+    return not all(_num(v) is not None for v in values) or len(distinct) <= 6
+
+
+def ptq_grid(table: Path, path: Path) -> str | None:
+    """Grouped bars: one bar per grid cell (the non-metric, non-seed columns), mean +- std over
+    seeds, min/max as dots.  Returns None when drawn, else why not."""
+    rows = read_table(table)
+    if not rows:
+        return f"{table.name} is empty"
+    cols = list(rows[0])
+    metric = _pick(cols, METRIC_COLS)
+    if metric is None:
+        return f"{table.name} has no AP column (one of {', '.join(METRIC_COLS)})"
+    seed = _pick(cols, SEED_COLS)
+    keys = [c for c in cols if c not in (metric, seed) and _is_axis(c, [r[c] for r in rows])]
+    hue = keys[-1] if len(keys) > 1 else None
+    cell_keys = [c for c in keys if c != hue]
+    cells: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        v = _num(r[metric])
+        if v is not None:
+            cells[tuple(r[c] for c in cell_keys)][r[hue] if hue else metric].append(v)
+    hues = sorted({h for c in cells.values() for h in c})
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(cells) * max(1, len(hues))), 4.5))
+    width = 0.8 / len(hues)
+    for j, h in enumerate(hues):
+        for i, (cell, by) in enumerate(sorted(cells.items())):
+            vals = by.get(h)
+            if not vals:
+                continue
+            mean = sum(vals) / len(vals)
+            std = (sum((v - mean) ** 2 for v in vals) / len(vals)) ** 0.5
+            x = i + (j - (len(hues) - 1) / 2) * width
+            ax.bar(x, mean, width, yerr=std if len(vals) > 1 else None, capsize=3,
+                   color=plt.cm.tab10(j % 10), label=h if i == 0 else None)
+            ax.scatter([x] * len(vals), vals, s=8, color="black", zorder=3)
+    ax.set_xticks(range(len(cells)))
+    ax.set_xticklabels([" / ".join(c) or "all" for c in sorted(cells)], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"{metric} (mean ± std over {seed or 'runs'}; dots: each {seed or 'run'})")
+    ax.set_title(f"PTQ grid ({table.name})")
+    ax.grid(axis="y", alpha=0.3)
+    if hue:
+        ax.legend(title=hue, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+def joint_vs_independent(tables: list[Path], path: Path) -> str | None:
+    """AP at each compression level, independent vs joint, from every table that has both."""
+    series: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    used = []
+    for t in tables:
+        rows = read_table(t)
+        if not rows:
+            continue
+        cols = list(rows[0])
+        metric, level = _pick(cols, METRIC_COLS), _pick(cols, LEVEL_COLS)
+        mode = next((c for c in cols if any("joint" in str(r[c]).lower() for r in rows)), None)
+        if not (metric and level and mode):
+            continue
+        used.append(t)
+        for r in rows:
+            v = _num(r[metric])
+            if v is not None:
+                kind = "joint" if "joint" in str(r[mode]).lower() else "independent"
+                series[f"{t.parent.name}:{kind}"][r[level]].append(v)
+    if not used:
+        return "no prune/quantize table with an AP column, a level column and joint/independent rows"
+    levels = sorted({lv for s in series.values() for lv in s}, key=lambda s: (_num(s) is None, _num(s) or 0, s))
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(levels) * len(series)), 4.5))
+    width = 0.8 / len(series)
+    for j, (name, by) in enumerate(sorted(series.items())):
+        for i, lv in enumerate(levels):
+            if by.get(lv):
+                vals = by[lv]
+                ax.bar(i + (j - (len(series) - 1) / 2) * width, sum(vals) / len(vals), width,
+                       color=plt.cm.tab10(j % 10), label=name if i == 0 or lv == levels[0] else None,
+                       hatch="//" if name.endswith("joint") else None)
+    handles, labels = ax.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    ax.legend(uniq.values(), uniq.keys(), fontsize=8)
+    ax.set_xticks(range(len(levels)))
+    ax.set_xticklabels(levels)
+    ax.set_xlabel("compression level")
+    ax.set_ylabel("AP@0.5")
+    ax.set_title("independent vs joint (JMMC) compression")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None

@@ -1,0 +1,190 @@
+"""``run(ctx)``: every artifact of the run by one protocol, host latency, tables, plots, one HTML page.
+
+Outputs (``<run>/report/``):
+  results.csv, results.md     one row per artifact (+ one per chain); see stages/report/table.py
+  report.html                 self-contained (plots embedded as base64 PNG)
+  ap_vs_bytes.png, ap_vs_latency.png, strip.png, ptq_grid.png, joint_vs_independent.png (when data exist)
+  results.json                rows, chains, skipped, as data
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from shared.data import load_split, to_float
+from shared.evaluation import Protocol
+from shared.pipeline.dag import dependants, load_dag
+from stages.report import html, onnx_cost, plots, strip
+from stages.report.discover import discover, groups, is_chain, summary
+from stages.report.latency import chain_fps, host_cores, time_artifact
+from stages.report.measure import evaluate_artifact, evaluate_chain
+from stages.report.table import latency_cells, make_row, markdown, skipped_markdown, skipped_rows, write_csv
+
+ROLE_ORDER = {"enhancer": 0, "denoiser": 1, "restoration": 2, "detector": 3, "pipeline": 4, "chain": 5, "other": 6}
+
+
+def latency_ms(row: dict) -> float | None:
+    """Per-frame latency on every core: the artifact's median, or a chain's serial frame time."""
+    if row.get("lat_all_ms") is not None:
+        return row["lat_all_ms"]
+    return 1e3 / row["fps_serial"] if row.get("fps_serial") else None
+
+
+def artifact_rows(stages, test, proto, lcfg, log) -> tuple[list[dict], list[tuple[str, str]]]:
+    arts = [a for s in stages for a in s.artifacts]
+    onnx_arts = [a for a in arts if a.external is None]
+    limit = lcfg["max_artifacts"] or len(arts)
+    rows = []
+    for a in tqdm(arts, desc="artifacts", unit="file"):
+        if a.external is not None:
+            rows.append(external_row(a))
+            continue
+        c = onnx_cost.cost(a.path)
+        m = evaluate_artifact(a, test, proto, log)
+        timed = onnx_arts.index(a) < limit
+        lat = time_artifact(a.path, a.input_range, lcfg["threads"], lcfg["warmup"], lcfg["runs"]) if timed else None
+        if lat:
+            log.info("%s: %s", a.name, ", ".join(f"{k} threads {v['median_ms']:.2f} ms" for k, v in lat.items()))
+        rows.append(make_row(artifact=a.name, stage=a.stage, group=a.group, role=a.role, precision=a.precision,
+                             **{k: m.get(k) for k in ("ap", "nme", "top_box_iou", "missed", "psnr", "ssim")},
+                             params=c["params"], macs=c["macs"], bytes=c["bytes"], source=m["source"],
+                             **latency_cells(lat)))
+    untimed = [a.name for a in onnx_arts[limit:]]
+    return rows, ([(f"host latency of {len(untimed)} artifact(s)", "report.latency.max_artifacts is "
+                    f"{lcfg['max_artifacts']}: {', '.join(untimed)}")] if untimed else [])
+
+
+def external_row(a) -> dict:
+    """A non-ONNX artifact (HEF, ESP-DL, ...) its own stage evaluated: its figures, no host timing."""
+    e, m = a.external, a.upstream
+    size = a.path.stat().st_size if a.path.is_file() else e.get("bytes")
+    return make_row(artifact=a.name, stage=a.stage, group=a.group, role=a.role, precision=a.precision,
+                    **{k: m.get(k) for k in ("ap", "nme", "top_box_iou", "missed", "psnr", "ssim")},
+                    params=e.get("params"), macs=e.get("macs"), bytes=size,
+                    source=f"{a.stage} manifest (not ONNX: not timed on this host)")
+
+
+def chain_rows(grp, test, proto, lcfg, log, upstream: dict[str, dict]) -> tuple[list[dict], dict]:
+    rows, chains = [], {}
+    todo = {name: g for name, g in grp.items() if is_chain(g)}
+    if not todo or not len(test):
+        return rows, chains
+    frames_src = to_float(test.images(proto.variant, min(len(test), lcfg["frames"])))
+    frames = [frames_src[i % len(frames_src)][None] for i in range(lcfg["frames"])]
+    for name, g in todo.items():
+        parts = [g["enhancer"], g["denoiser"], g["detector"]]
+        m = {**upstream[name], "source": f"{parts[0].stage} manifest"} if name in upstream else \
+            evaluate_chain(g, test, proto, log)
+        fps = chain_fps([p.path for p in parts], [1.0, 1.0, 255.0], frames, lcfg["warmup"], lcfg["queue"])
+        log.info("chain %s: %.1f fps serial, %.1f fps parallel (x%.2f)", name, fps["serial_fps"],
+                 fps["parallel_fps"], fps["speedup"])
+        chains[name] = fps
+        costs = [onnx_cost.cost(p.path) for p in parts]
+        precision = "/".join(dict.fromkeys(p.precision for p in parts))
+        rows.append(make_row(artifact=f"{name} chain", stage=parts[0].stage, group=name, role="chain",
+                             precision=precision,
+                             **{k: m.get(k) for k in ("ap", "nme", "top_box_iou", "missed", "psnr", "ssim")},
+                             params=sum(c["params"] for c in costs), macs=sum(c["macs"] for c in costs),
+                             bytes=sum(c["bytes"] for c in costs), fps_serial=fps["serial_fps"],
+                             fps_parallel=fps["parallel_fps"], source=m["source"]))
+    return rows, chains
+
+
+def figures(rows, stages, grp, test, proto, cfg, out: Path, log) -> tuple[dict, set, list]:
+    figs, not_made = {}, []
+    front = plots.tradeoff(rows, "bytes", out / "ap_vs_bytes.png", "artifact size (bytes, log)",
+                           "AP@0.5 vs size (Pareto front dashed, on it: black edge)")
+    for r in rows:
+        r["_lat"] = latency_ms(r)
+    plots.tradeoff(rows, "_lat", out / "ap_vs_latency.png", "host latency per frame, all threads (ms, log)",
+                   "AP@0.5 vs host latency (ONNX Runtime, CPU)")
+    for r in rows:
+        r.pop("_lat")
+    for cap, f in (("AP vs bytes", "ap_vs_bytes.png"), ("AP vs latency", "ap_vs_latency.png")):
+        if (out / f).exists():
+            figs[cap] = out / f
+        else:
+            not_made.append((f"plot {f}", "no artifact with detection metrics"))
+    tables = {s.name: s.tables for s in stages}
+    q = tables.get("quantize") or []
+    q = sorted(q, key=lambda p: ("ptq" not in p.name.lower(), p.name))
+    why = plots.ptq_grid(q[0], out / "ptq_grid.png") if q else "no quantize table (the quantize stage has not run)"
+    if why is None:
+        figs[f"PTQ grid ({q[0].name})"] = out / "ptq_grid.png"
+    else:
+        not_made.append(("plot ptq_grid.png", why))
+    ij = (tables.get("prune") or []) + q
+    why = plots.joint_vs_independent(ij, out / "joint_vs_independent.png") if ij else \
+        "no prune or quantize table (those stages have not run)"
+    if why is None:
+        figs["independent vs joint"] = out / "joint_vs_independent.png"
+    else:
+        not_made.append(("plot joint_vs_independent.png", why))
+    chains = {r["group"]: r for r in rows if r["role"] == "chain"}
+    n = min(cfg["strip"]["images"], len(test))
+    if chains and n:
+        ref = next((g for g in chains if g == "train"), next(iter(chains)))
+        others = [g for g in chains if g != ref and chains[g]["ap"] is not None]
+        best = max(others, key=lambda g: chains[g]["ap"]) if others else None
+        variants = {f"{ref} (reference)": strip.chain_panels(grp[ref], test, proto, n)}
+        if best:
+            variants[f"{best} (best compressed, AP {chains[best]['ap']:.3f})"] = strip.chain_panels(grp[best], test, proto, n)
+        else:
+            not_made.append(("strip: best compressed variant", "no compressed chain (an enhancer + denoiser + "
+                             "detector ONNX group) from prune/quantize/esp/hailo in this run"))
+        strip.save_strip(variants, out / "strip.png")
+        figs["test images: degraded -> enhanced -> denoised -> detections"] = out / "strip.png"
+    else:
+        not_made.append(("plot strip.png", "no chain (enhancer + denoiser + detector ONNX files) found"))
+    log.info("figures: %s", ", ".join(p.name for p in figs.values()))
+    return figs, set(front or []), not_made
+
+
+def run(ctx) -> dict:
+    cfg, log, out = ctx.cfg, ctx.log, ctx.out
+    t0 = time.time()
+    proto = Protocol.from_config(ctx.config)
+    test = load_split(ctx.input("dataset"), "test")
+    dag = load_dag()
+    mine = {ctx.name} | (set(dependants(dag, ctx.name)) if ctx.name in dag else set())
+    stages = discover(ctx.run_dir, list(dag), list(ctx.inputs), mine, ctx.config["eval"], reuse=not cfg["recompute"])
+    log.info("upstream: %s", "; ".join(f"{s.name}: {len(s.artifacts)} ONNX" + (" (skipped)" if s.skipped else "")
+                                       for s in stages))
+    rows, untimed = artifact_rows(stages, test, proto, cfg["latency"], log)
+    grp = groups(stages)
+    crow, chains = chain_rows(grp, test, proto, cfg["latency"], log,
+                              {g: m for s in stages for g, m in s.chain_metrics.items()})
+    rows = sorted(rows + crow, key=lambda r: ([s.name for s in stages].index(r["stage"]), r["group"],
+                                              ROLE_ORDER.get(r["role"], 9), r["artifact"]))
+    figs, front, not_made = figures(rows, stages, grp, test, proto, cfg, out, log)
+    skipped = skipped_rows(stages, untimed + not_made)
+    write_csv(rows, out / "results.csv")
+    title = f"JMMC report — run '{ctx.config['run']}'"
+    md = (f"# {title}\n\n{markdown(rows, pareto=front)}\n★ on the AP-vs-bytes Pareto front.\n\n"
+          f"## Skipped\n\n{skipped_markdown(skipped)}")
+    (out / "results.md").write_text(md)
+    facts = {"run": ctx.config["run"], "test images": min(len(test), proto.limit or len(test)),
+             "detection variant": proto.variant, "score / NMS / match IoU": f"{proto.score_thr} / {proto.nms_iou} / "
+             f"{proto.iou_thr}", "host cores": host_cores(),
+             "latency": f"{cfg['latency']['warmup']} warm-up + {cfg['latency']['runs']} timed runs, threads "
+                        f"{cfg['latency']['threads']} (0 = all)",
+             "generated": time.strftime("%Y-%m-%d %H:%M:%S")}
+    notes = ["MACs and parameters are read from the ONNX graphs (stages/report/onnx_cost.py); BatchNorm is folded "
+             "into the convolutions at export, so parameter counts can be below the PyTorch ones.",
+             "Chain rows sum their three models' parameters, MACs and bytes."]
+    page = html.render(title, rows, front, skipped, figs, chains, facts, notes)
+    (out / "report.html").write_text(page)
+    (out / "results.json").write_text(json.dumps({"rows": rows, "chains": chains, "skipped": skipped,
+                                                  "pareto_ap_vs_bytes": sorted(front), "stages": summary(stages)},
+                                                 indent=2, default=float) + "\n")
+    final = ctx.run_dir / ctx.name / "report.html"
+    host = f" = volumes/{ctx.config['run']}/{ctx.name}/report.html on the host" if str(final).startswith("/work/") else ""
+    print(f"report: {final}{host} ({len(rows)} rows, {len(skipped)} skipped items)", flush=True)
+    log.info("report in %.1f s: %s", time.time() - t0, final)
+    return {"metrics": {"report": str(final), "rows": len(rows), "artifacts": sum(len(s.artifacts) for s in stages),
+                        "chains": chains, "pareto_ap_vs_bytes": sorted(front), "skipped": skipped,
+                        "best_ap": max((r["ap"] for r in rows if r["ap"] is not None), default=None),
+                        "report_seconds": round(time.time() - t0, 1)}}

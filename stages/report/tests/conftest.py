@@ -1,0 +1,131 @@
+"""Report stage test fixtures: tiny ONNX models built with onnx.helper and a tiny dataset.
+
+No torch: the restoration nets are a 3x3 conv + clip; the "detector" emits YuNet's 12
+outputs (cls/obj sigmoid, bbox, kps per stride 8/16/32) from strided convs, so the
+shared decode and metrics run on it for real.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+SIZE = 64
+
+
+def _restoration_nodes(prefix: str, x: str, rng, H):
+    w = np.zeros((3, 3, 3, 3), np.float32)
+    for c in range(3):
+        w[c, c, 1, 1] = 1.0
+    w += rng.normal(0, 0.01, w.shape).astype(np.float32)
+    inits = [H.numpy_helper.from_array(w, f"{prefix}_w"), H.numpy_helper.from_array(np.full(3, 0.05, np.float32), f"{prefix}_b"),
+             H.numpy_helper.from_array(np.float32(0), f"{prefix}_lo"), H.numpy_helper.from_array(np.float32(1), f"{prefix}_hi")]
+    nodes = [H.helper.make_node("Conv", [x, f"{prefix}_w", f"{prefix}_b"], [f"{prefix}_c"], pads=[1, 1, 1, 1]),
+             H.helper.make_node("Clip", [f"{prefix}_c", f"{prefix}_lo", f"{prefix}_hi"], [f"{prefix}_out"])]
+    return nodes, inits, f"{prefix}_out"
+
+
+def _detector_nodes(x: str, rng, H):
+    from shared.models import OUTPUT_NAMES, STRIDES
+    nodes, inits, outs = [], [], {}
+    inits.append(H.numpy_helper.from_array(np.array([1, 1, 4, 10], np.int64), "det_split"))
+    for s in STRIDES:
+        w = rng.normal(0, 1e-5, (16, 3, s, s)).astype(np.float32)
+        b = np.zeros(16, np.float32)
+        b[0], b[1] = 1.0, -1.0
+        inits += [H.numpy_helper.from_array(w, f"det_w{s}"), H.numpy_helper.from_array(b, f"det_b{s}"),
+                  H.numpy_helper.from_array(np.array([1, -1, 16], np.int64), f"det_shape{s}")]
+        nodes += [H.helper.make_node("Conv", [x, f"det_w{s}", f"det_b{s}"], [f"det_c{s}"], strides=[s, s]),
+                  H.helper.make_node("Transpose", [f"det_c{s}"], [f"det_t{s}"], perm=[0, 2, 3, 1]),
+                  H.helper.make_node("Reshape", [f"det_t{s}", f"det_shape{s}"], [f"det_r{s}"]),
+                  H.helper.make_node("Split", [f"det_r{s}", "det_split"],
+                                     [f"det_cl{s}", f"det_ob{s}", f"bbox_{s}", f"kps_{s}"], axis=2),
+                  H.helper.make_node("Sigmoid", [f"det_cl{s}"], [f"cls_{s}"]),
+                  H.helper.make_node("Sigmoid", [f"det_ob{s}"], [f"obj_{s}"])]
+        for k, c in (("cls", 1), ("obj", 1), ("bbox", 4), ("kps", 10)):
+            outs[f"{k}_{s}"] = c
+    outputs = [H.helper.make_tensor_value_info(n, H.TensorProto.FLOAT, [1, None, outs[n]]) for n in OUTPUT_NAMES]
+    return nodes, inits, outputs
+
+
+def build_model(kind: str, path: Path, size: int = SIZE, seed: int = 0) -> Path:
+    """kind: enhancer | denoiser | yunet | pipeline; writes and returns path."""
+    import onnx
+    import types
+    H = types.SimpleNamespace(helper=onnx.helper, numpy_helper=onnx.numpy_helper, TensorProto=onnx.TensorProto)
+    comp = {"enhancer": 1, "enh": 1, "denoiser": 2, "den": 2}  # same weights alone or in the pipeline
+    inp = onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 3, size, size])
+    nodes, inits = [], []
+    x = "input"
+    if kind in ("enhancer", "denoiser", "pipeline"):
+        for p in (["enh", "den"] if kind == "pipeline" else [kind]):
+            n, i, x = _restoration_nodes(p, x, np.random.default_rng([seed, comp[p]]), H)
+            nodes, inits = nodes + n, inits + i
+    if kind in ("yunet", "pipeline"):
+        if kind == "pipeline":
+            inits.append(onnx.numpy_helper.from_array(np.float32(255.0), "pix"))
+            nodes.append(onnx.helper.make_node("Mul", [x, "pix"], ["det_in"]))
+            x = "det_in"
+        n, i, outputs = _detector_nodes(x, np.random.default_rng([seed, 3]), H)
+        nodes, inits = nodes + n, inits + i
+    else:
+        outputs = [onnx.helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, [1, 3, size, size])]
+    graph = onnx.helper.make_graph(nodes, kind, [inp], outputs, inits)
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def write_dataset(root: Path, n: int = 4, size: int = SIZE) -> Path:
+    """A test split of n images (all five variants) with one labelled face each."""
+    import cv2
+    rng = np.random.default_rng(1)
+    d = root / "test"
+    (d / "images").mkdir(parents=True, exist_ok=True)
+    recs = []
+    for i in range(n):
+        clean = (rng.random((size, size, 3)) * 255).astype(np.uint8)
+        imgs = {"0": clean, "1": clean // 3, "2": clean // 6,
+                "0_noisy": np.clip(clean + rng.normal(0, 10, clean.shape), 0, 255).astype(np.uint8)}
+        imgs["1_noisy"] = imgs["0_noisy"] // 3
+        paths = {}
+        for v, im in imgs.items():
+            paths[v] = f"images/test_{i:05d}_{v}.png"
+            cv2.imwrite(str(d / paths[v]), im)
+        recs.append({"id": f"test_{i:05d}", "width": size, "height": size, "images": paths,
+                     "faces": [{"box": [12.0, 12.0, 40.0, 44.0],
+                                "landmarks": [[20, 24], [32, 24], [26, 30], [21, 37], [31, 37]]}]})
+    (d / "index.json").write_text(json.dumps(recs))
+    return root
+
+
+def manifest(stage: str, eval_cfg: dict | None = None, metrics: dict | None = None, skipped=None) -> dict:
+    return {"stage": stage, "config": {"seed": 0, stage: {}, **({"eval": eval_cfg} if eval_cfg else {})},
+            "metrics": metrics or {}, "skipped": skipped}
+
+
+@pytest.fixture
+def eval_cfg():
+    return {"variant": "1_noisy", "score_thr": 0.02, "nms_iou": 0.45, "iou_thr": 0.5, "limit": None, "batch": 8}
+
+
+@pytest.fixture
+def run_dir(tmp_path, eval_cfg):
+    """<run>/dataset (4 images), <run>/train (four tiny ONNX files + manifest)."""
+    run = tmp_path / "run"
+    write_dataset(run / "dataset")
+    (run / "dataset" / "manifest.json").write_text(json.dumps(manifest("dataset")))
+    for k in ("enhancer", "denoiser", "yunet", "pipeline"):
+        build_model(k, run / "train" / f"{k}.onnx")
+    (run / "train" / "manifest.json").write_text(json.dumps(manifest("train", eval_cfg)))
+    return run

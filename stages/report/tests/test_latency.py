@@ -1,0 +1,48 @@
+"""Latency harness on tiny ONNX models: timings are real and positive, the parallel chain
+returns every frame in order with the serial chain's outputs."""
+import numpy as np
+
+from stages.report.latency import chain_fps, make_chain, run_parallel, run_serial, time_artifact
+
+from conftest import SIZE, build_model
+
+
+def test_time_artifact(tmp_path):
+    p = build_model("yunet", tmp_path / "yunet.onnx")
+    r = time_artifact(p, 255.0, [1, 0], warmup=1, runs=5)
+    assert set(r) == {"1", "all"}
+    for v in r.values():
+        assert 0 < v["median_ms"] <= v["p90_ms"] < 1e4 and v["runs"] == 5
+    assert r["1"]["threads"] == 1 and r["all"]["threads"] >= 1
+
+
+def test_chain_serial_equals_parallel(tmp_path):
+    paths = [build_model(k, tmp_path / f"{k}.onnx") for k in ("enhancer", "denoiser", "yunet")]
+    rng = np.random.default_rng(0)
+    frames = [rng.random((1, 3, SIZE, SIZE), dtype=np.float32) for _ in range(7)]
+    chain = make_chain(paths, [1.0, 1.0, 255.0], 1)
+    _, serial = run_serial(chain, frames)
+    _, parallel = run_parallel(chain, frames, depth=2)
+    assert len(parallel) == 7
+    for s, p in zip(serial, parallel):
+        assert len(s) == 12
+        for a, b in zip(s, p):
+            np.testing.assert_array_equal(a, b)
+    r = chain_fps(paths, [1.0, 1.0, 255.0], frames, warmup=1, depth=2, cores=2)
+    assert r["frames"] == 7 and r["serial_fps"] > 0 and r["parallel_fps"] > 0
+    assert r["parallel_threads_per_model"] == 1 and set(r["serial_fps_by_threads"]) == {1, 2}
+    assert r["serial_fps"] == max(r["serial_fps_by_threads"].values())
+    assert abs(r["speedup"] - r["parallel_fps"] / r["serial_fps"]) < 1e-9
+    assert r["max_abs_diff_serial_vs_parallel"] < 1e-3
+
+
+def test_parallel_propagates_errors(tmp_path):
+    p = build_model("enhancer", tmp_path / "enhancer.onnx")
+    chain = make_chain([p], [1.0], 1)
+    bad = [np.zeros((1, 3, 5, 5), np.float32)]  # wrong shape for a static graph
+    try:
+        run_parallel(chain, bad)
+    except Exception as e:  # noqa: BLE001
+        assert "input" in str(e).lower() or "dimension" in str(e).lower()
+    else:
+        raise AssertionError("a failing model must fail the parallel run")

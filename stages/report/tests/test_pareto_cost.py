@@ -1,0 +1,66 @@
+"""Pareto front on a hand-made case; parameters and MACs read from tiny ONNX graphs."""
+import math
+
+import numpy as np
+
+from stages.report import onnx_cost
+from stages.report.discover import classify
+from stages.report.pareto import pareto_front
+
+from conftest import SIZE, build_model
+
+
+def test_pareto_hand_made():
+    # (cost, AP): b dominates c (cheaper, better); d ties a on cost but is worse; e is NaN
+    costs = [10, 20, 30, 10, 5, float("nan"), 40]
+    aps = [0.5, 0.8, 0.7, 0.4, 0.1, 0.99, 0.9]
+    assert pareto_front(costs, aps) == [4, 0, 1, 6]
+
+
+def test_pareto_duplicates_and_empty():
+    assert pareto_front([1, 1], [0.5, 0.5]) == [0, 1]
+    assert pareto_front([], []) == []
+
+
+def test_cost_of_tiny_models(tmp_path):
+    enh = onnx_cost.cost(build_model("enhancer", tmp_path / "enhancer.onnx"))
+    # conv 3x3, 3->3 + bias = 84 weights (clip bounds are not parameters); MACs = H*W*3 * 3*3*3
+    assert enh["params"] == 3 * 3 * 3 * 3 + 3
+    assert enh["macs"] == SIZE * SIZE * 3 * 27
+    assert enh["bytes"] == (tmp_path / "enhancer.onnx").stat().st_size
+    det = onnx_cost.cost(build_model("yunet", tmp_path / "yunet.onnx"))
+    # per stride s: conv s x s stride s, 3->16: params 16*3*s*s + 16, MACs (SIZE/s)^2 * 16 * 3*s*s
+    assert det["params"] == sum(16 * 3 * s * s + 16 for s in (8, 16, 32))
+    assert det["macs"] == sum((SIZE // s) ** 2 * 16 * 3 * s * s for s in (8, 16, 32))
+    pipe = onnx_cost.cost(build_model("pipeline", tmp_path / "pipeline.onnx"))
+    assert pipe["params"] == 2 * enh["params"] + det["params"] + 1  # + the 255 scale
+    assert pipe["macs"] == 2 * enh["macs"] + det["macs"]
+
+
+def test_classify_by_name_and_graph(tmp_path):
+    assert classify(build_model("yunet", tmp_path / "yunet.onnx")) == ("detector", "fp32")
+    assert classify(build_model("enhancer", tmp_path / "denoiser_pruned.onnx"))[0] == "denoiser"
+    # no name hint: the graph decides
+    assert classify(build_model("pipeline", tmp_path / "model_a.onnx"))[0] == "pipeline"
+    assert classify(build_model("yunet", tmp_path / "model_b.onnx"))[0] == "detector"
+    assert classify(build_model("enhancer", tmp_path / "model_c.onnx"))[0] == "restoration"
+
+
+def test_quantized_graph_precision_and_params(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    w = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.int8), "w_q")
+    nodes = [helper.make_node("QuantizeLinear", ["input", "s", "zp"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["x"]),
+             helper.make_node("DequantizeLinear", ["w_q", "s", "zp"], ["w"]),
+             helper.make_node("Conv", ["x", "w"], ["out"])]
+    g = helper.make_graph(nodes, "q", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [w, numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.int8(0), "zp")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, str(tmp_path / "enhancer_int8.onnx"))
+    assert classify(tmp_path / "enhancer_int8.onnx") == ("enhancer", "int8")
+    c = onnx_cost.cost(tmp_path / "enhancer_int8.onnx")
+    assert c["params"] == 12 and c["macs"] == 8 * 8 * 4 * 3
+    assert not math.isnan(c["bytes"])

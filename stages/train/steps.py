@@ -1,0 +1,120 @@
+"""``run(ctx)``: train enhancer, denoiser and YuNet; chain them; export; evaluate by the shared protocol.
+
+Outputs (``<run>/train/``):
+  enhancer.pt denoiser.pt detector.pt   state dicts (+ models.json: how to rebuild them)
+  *.onnx                                 see stages/train/export.py
+  detector_mmdet/                        mmdet work dir (config, log, checkpoint)
+  metrics.json, curves.png, samples.png
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import torch
+
+from shared.data import load_split, to_float
+from shared.evaluation import Protocol, detect, evaluate_detection, evaluate_restoration
+from shared.metrics.cost import count_macs, count_params
+from shared.models import build_models
+from stages.train import plots
+from stages.train.amp import Amp, pick_device
+from stages.train.export import export_all, opencv_check
+from stages.train.restoration import train_restoration
+
+
+def model_config(cfg: dict, size: tuple[int, int]) -> dict:
+    ch = list(cfg["restoration_channels"])
+    return {"input_size": list(size), "enhancer": {"channels": ch}, "denoiser": {"channels": ch}}
+
+
+def cost(pipe, size) -> dict:
+    shape = (1, 3, *size)
+    x = torch.zeros(shape)
+    with torch.no_grad():
+        det_in = pipe.to_detector_input(pipe.restore(x)[1])
+    return {name: {"params": count_params(m), "macs": count_macs(m, x=inp)}
+            for name, m, inp in (("enhancer", pipe.enhancer, x), ("denoiser", pipe.denoiser, x),
+                                 ("detector", pipe.detector, det_in), ("pipeline", pipe, x))}
+
+
+def run(ctx) -> dict:
+    cfg, log = ctx.cfg, ctx.log
+    data = ctx.input("dataset")
+    train, test = load_split(data, "train"), load_split(data, "test")
+    size = tuple(ctx.input_manifests["dataset"]["config"]["dataset"]["size"])
+    device = pick_device(ctx.config["device"])
+    amp = Amp(cfg["amp"], device)
+    torch.manual_seed(ctx.seed)
+    pipe = build_models(model_config(cfg, size))
+    history, timings = {}, {}
+
+    for name, src in (("enhancer", "1"), ("denoiser", "0_noisy")):
+        t0 = time.time()
+        history[name] = train_restoration(getattr(pipe, name), train, src, "0", cfg["restoration"], amp,
+                                          ctx.seed, log, name)
+        timings[name] = time.time() - t0
+
+    from stages.train.detector_mmdet import train_detector  # needs mmdet: only in the train image
+    t0 = time.time()
+    det_cfg = {**cfg["detector"], "input_size": list(size), "amp": cfg["amp"], "seed": ctx.seed,
+               "device": device.type}
+    detector, history["detector"] = train_detector(data, ctx.out / "detector_mmdet", det_cfg, log)
+    timings["detector"] = time.time() - t0
+    pipe.detector.load_state_dict(detector.state_dict())
+    pipe = pipe.cpu().eval()
+
+    for name in ("enhancer", "denoiser", "detector"):
+        torch.save(getattr(pipe, name).state_dict(), ctx.out / f"{name}.pt")
+    (ctx.out / "models.json").write_text(json.dumps(model_config(cfg, size), indent=2) + "\n")
+
+    proto = Protocol.from_config(ctx.config)
+    log.info("evaluating on %d test images (%s)", len(test), proto.variant)
+    det_alone = evaluate_detection(pipe.detector, test, proto, input_range=255.0)
+    det_clean = evaluate_detection(pipe.detector, test, proto, variant="0", input_range=255.0)
+    chain = evaluate_detection(pipe, test, proto)
+    restoration = {
+        "enhancer": evaluate_restoration(pipe.enhancer, test, "1", "0", proto.limit),
+        "denoiser": evaluate_restoration(pipe.denoiser, test, "0_noisy", "0", proto.limit),
+        "chain": evaluate_restoration(lambda x: pipe.restore(torch.from_numpy(x))[1].detach().numpy(),
+                                      test, "1_noisy", "0", proto.limit),
+    }
+
+    probe = to_float(test.images(proto.variant, 1))
+    onnx = export_all(pipe, ctx.out, size, cfg["export"]["opset"], probe)
+    onnx["pipeline"]["eval"] = evaluate_detection(ctx.out / "pipeline.onnx", test, proto)
+    onnx["yunet"]["opencv"] = opencv_check(ctx.out / "yunet.onnx", test, "0", cfg["export"]["opencv_images"],
+                                           proto.score_thr, proto.nms_iou)
+
+    plots.curves(history, ctx.out / "curves.png")
+    _samples(pipe, test, proto, cfg["samples"], ctx.out / "samples.png")
+    throughput = {k: round(history[k][-1]["images_per_s"], 2) for k in history if history[k]
+                  and "images_per_s" in history[k][-1]}
+    metrics = {
+        "detection": {"pipeline": chain, "detector_alone": det_alone, "detector_on_clean": det_clean},
+        "restoration": restoration, "cost": cost(pipe, size), "onnx": onnx,
+        "train_seconds": {k: round(v, 1) for k, v in timings.items()},
+        "train_images_per_s": throughput, "precision": amp.describe(), "device": device.type,
+    }
+    (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+    (ctx.out / "history.json").write_text(json.dumps(history, indent=2, default=float) + "\n")
+    log.info("AP@0.5 on %s: pipeline %.3f vs detector alone %.3f (clean %.3f); PSNR enhancer %.2f (input %.2f), "
+             "denoiser %.2f (input %.2f)", proto.variant, chain["ap"], det_alone["ap"], det_clean["ap"],
+             restoration["enhancer"]["psnr"], restoration["enhancer"]["psnr_input"],
+             restoration["denoiser"]["psnr"], restoration["denoiser"]["psnr_input"])
+    return {"metrics": metrics}
+
+
+def _samples(pipe, split, proto, n, path) -> None:
+    if n <= 0:
+        return
+    imgs = split.images(proto.variant, n)
+    x = torch.from_numpy(to_float(imgs))
+    with torch.no_grad():
+        enhanced, denoised = pipe.restore(x)
+    dets = detect(pipe, split, Protocol(**{**proto.__dict__, "limit": n}))
+    as_u8 = lambda t: (t.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype("uint8")  # noqa: E731
+    e8, d8 = as_u8(enhanced), as_u8(denoised)
+    rows = [{f"input _{proto.variant}": imgs[i], "enhanced": e8[i], "denoised": d8[i],
+             "detections": plots.draw_faces(d8[i], dets[i])} for i in range(len(imgs))]
+    plots.strip(rows, path)

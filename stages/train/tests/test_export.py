@@ -1,0 +1,29 @@
+"""ONNX exports of the chain: files, parity with torch, and cv2.FaceDetectorYN loading YuNet."""
+import cv2
+import numpy as np
+import onnx
+
+from shared.data import Split
+from shared.models import OUTPUT_NAMES, build_models
+from stages.train.export import export_all, opencv_check
+
+
+def test_export_all_parity_and_opencv(tmp_path):
+    pipe = build_models({"input_size": [64, 64]}).eval()
+    probe = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
+    rep = export_all(pipe, tmp_path, (64, 64), 13, probe)
+    assert set(rep) == {"enhancer", "denoiser", "yunet", "pipeline"}
+    for name, r in rep.items():
+        assert (tmp_path / r["file"]).stat().st_size == r["bytes"] > 10_000
+        assert r["max_abs_diff_vs_torch"] < 1e-3, (name, r)
+    g = onnx.load(tmp_path / "yunet.onnx").graph
+    assert [o.name for o in g.output] == list(OUTPUT_NAMES)
+    assert [d.dim_value for d in g.input[0].type.tensor_type.shape.dim] == [1, 3, 64, 64]
+
+    img_dir = tmp_path / "images"
+    img_dir.mkdir()
+    img = np.full((64, 64, 3), 128, np.uint8)
+    cv2.imwrite(str(img_dir / "a_0.png"), img)
+    split = Split(tmp_path, [{"images": {"0": "images/a_0.png"}, "faces": []}])
+    res = opencv_check(tmp_path / "yunet.onnx", split, "0", 4, 0.9, 0.45)
+    assert res["images"] == 1 and res["faces_found"] >= 0 and res["opencv"] == cv2.__version__
