@@ -99,12 +99,13 @@ def test(c, host_only=False, no_e2e=False, runner="auto"):
     sys.exit(0 if ok else 1)
 
 
-@task(help={"config": "config for the dataset timing (default demo)", "runner": "auto | docker | local"})
-def bench(c, config=DEFAULT_CONFIG, runner="auto"):
+@task(help={"config": "config for the dataset timing (default demo)", "runner": "auto | docker | local",
+            "noop_config": "config whose whole chain is timed as a warm no-op (default smoke)"})
+def bench(c, config=DEFAULT_CONFIG, runner="auto", noop_config="configs/smoke.yaml"):
     """Print timing figures: dataset stage, warm no-op `all`, warm image rebuild."""
     from shared.pipeline import bench as benchmod
     try:
-        benchmod.main(config, runner)
+        benchmod.main(config, runner, noop_config)
     except driver.PipelineError as e:
         _fail(e)
 

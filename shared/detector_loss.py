@@ -159,6 +159,12 @@ class YuNetLoss:
 
     def _loss(self, raw_outputs, gt_boxes, gt_kps, img_size) -> dict:
         (cls, obj, bbox, kps), priors = self._flatten(raw_outputs, img_size)
+        bad = [g for g, t in zip(("cls", "obj", "bbox", "kps"), (cls, obj, bbox, kps))
+               if not bool(torch.isfinite(t.detach()).all())]
+        if bad:
+            raise FloatingPointError(
+                f"YuNetLoss: non-finite detector outputs ({', '.join(bad)}): training diverged; "
+                "lower the lr, lengthen the warm-up or clip gradients")
         num_imgs, num_priors = cls.shape[:2]
         if len(gt_boxes) != num_imgs:
             raise ValueError(f"YuNetLoss: {len(gt_boxes)} gt entries for a batch of {num_imgs}")

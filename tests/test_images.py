@@ -58,3 +58,10 @@ def test_pip_install_script_keeps_the_ca_out_of_layers():
         df = (REPO / spec["dockerfile"]).read_text()
         assert "pip_ca" not in df.replace("id=pip_ca", "")  # only as a secret mount
         assert "COPY" not in df or "pip_ca" not in df.split("COPY", 1)[1].split("\n", 1)[0]
+
+
+def test_host_only_modules_stay_out_of_images():
+    ignore = (REPO / ".dockerignore").read_text()
+    assert "shared/pipeline/*" in ignore and "!shared/pipeline/dag.py" in ignore
+    assert img.in_images("shared/pipeline/dag.py") and img.in_images("shared/stage.py")
+    assert not img.in_images("shared/pipeline/driver.py")

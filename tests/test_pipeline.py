@@ -1,6 +1,5 @@
 """Stage graph, cache keys / status, atomic outputs and runner choice (no engine needed)."""
 import json
-import os
 
 import pytest
 

@@ -91,6 +91,8 @@ def decode_image(outputs: Sequence, input_size, score_thr: float = 0.02,
         faces.append(np.concatenate([np.stack([cx - w / 2, cy - h / 2, w, h], 1),
                                      lm.reshape(-1, 10), score[idx, None]], 1))
     faces = np.concatenate(faces, 0).astype(np.float32) if faces else np.zeros((0, 15), np.float32)
+    # an untrained or badly quantized head can overflow exp(): such boxes are dropped, not drawn
+    faces = faces[np.isfinite(faces).all(axis=1)]
     if len(faces) > 1:
         # OpenCV: Rect2i(int(x1), int(y1), int(w), int(h)) -> truncation toward zero
         rects = np.trunc(faces[:, :4]).astype(np.float64)

@@ -22,7 +22,8 @@ cfg keys (defaults in ``DEFAULTS``):
         CUDA -> mmcv's Fp16OptimizerHook (fp16 autocast + dynamic loss scaling),
     seed (int), device ("auto" | "cpu" | "cuda"), split ("train"), flip_ratio (0.5),
     checkpoint_interval (epochs; 0 = the last only), log_interval (iterations),
-    grad_clip (max norm or null), momentum (0.9, sgd),
+    grad_clip (max grad norm, 35; null = none as yunet_n, but then SGD at lr 0.01 diverges
+        on small synthetic sets within ~100 iterations), momentum (0.9, sgd),
     detector (YuNet kwargs, e.g. stage_channels / feat_channels; {} = yunet_n),
     loss (YuNetLoss weights: w_cls, w_bbox, w_obj, w_kps).
 
@@ -52,7 +53,7 @@ DEFAULTS = dict(epochs=80, batch_size=16, lr=0.01, weight_decay=5e-4, optimizer=
                 momentum=0.9, warmup_iters=1500, lr_schedule="step", lr_steps=None,
                 min_lr_ratio=0.01, input_size=[256, 256], train_variants=["0"], workers=2,
                 amp=False, seed=0, device="auto", split="train", flip_ratio=0.5,
-                checkpoint_interval=0, log_interval=50, grad_clip=None, detector={}, loss={})
+                checkpoint_interval=0, log_interval=50, grad_clip=35.0, detector={}, loss={})
 
 
 def _model_cfg(c: dict, autocast_dtype) -> dict:
@@ -173,8 +174,10 @@ class EpochHistoryHook(Hook):
 def train_detector(data_root: Path, out_dir: Path, cfg: dict, log: logging.Logger):
     """Train YuNet with mmdet; returns (shared YuNet with the trained weights, history).
 
-    history: one dict per epoch: epoch, lr (at its end), loss, loss_cls, loss_bbox,
-    loss_obj, loss_kps, num_pos (per-image means), images, seconds, images_per_s.
+    history: one dict per epoch: epoch, lr (at its end), the epoch means of the logged
+    per-batch values loss, loss_cls, loss_bbox, loss_obj, loss_kps, num_pos (positives per
+    batch) and grad_norm (with grad_clip), images, seconds, images_per_s (training steps only:
+    from the first batch's forward to the epoch's end).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

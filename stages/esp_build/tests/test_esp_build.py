@@ -1,5 +1,4 @@
 """What can be tested without ESP-IDF: commands, size-report parsing, the skip messages, the prefetched deps."""
-import json
 import logging
 from types import SimpleNamespace
 
@@ -79,21 +78,6 @@ def test_skip_without_idf(tmp_path, monkeypatch):
                             "and rerun `invoke stage esp-build`")
     r = steps.run(_ctx(tmp_path / "b", {"skipped": "needs X"}))
     assert r["skipped"].startswith("needs the esp stage's ESP-IDF project; esp was skipped: needs X")
-
-
-def test_driver_writes_the_skip_manifest(tmp_path):
-    """Host side: with no Docker engine (local runner) the need is unmet and the driver records the skip."""
-    from shared.pipeline import driver
-    from shared.pipeline.dag import load_dag
-    stage = load_dag()["esp-build"]
-    assert stage.needs == ("image:espressif/idf:v5.3.2",) and stage.deps == ("esp",)
-    unmet = driver.missing_needs(stage, "local")
-    assert unmet == ["image:espressif/idf:v5.3.2"]
-    cfg = {"run": "t", "seed": 0, "_source": "t.yaml", "esp_build": {}}
-    st = driver.write_skip(stage, cfg, tmp_path, "unmet:x", "local", unmet)
-    m = json.loads((tmp_path / "esp-build" / "manifest.json").read_text())
-    assert st.state == "skipped" and m["skipped"] == st.reason and "espressif/idf:v5.3.2" in m["skipped"]
-    assert "invoke stage esp-build" in m["skipped"]
 
 
 def test_prefetched_deps_match_the_generated_manifest(tmp_path):
