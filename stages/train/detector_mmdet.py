@@ -186,6 +186,9 @@ def train_detector(data_root: Path, out_dir: Path, cfg: dict, log: logging.Logge
         raise RuntimeError("train_detector: device cuda was asked for but no GPU is visible")
     device = "cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     mcfg = build_config(Path(data_root), out_dir, cfg, device)
+    if cfg.get("amp") and device == "cpu" and not _cpu_has_bf16():
+        log.warning("detector amp: this CPU has no native bf16 (AVX512-BF16/AMX); bf16 autocast "
+                    "is emulated and ~15x slower than float32 here")
     mcfg.dump(str(out_dir / "yunet_mmdet_config.py"))
     set_random_seed(mcfg.seed, deterministic=False)
 
@@ -230,3 +233,10 @@ def _yunet_kwargs(det: dict) -> dict:
     if "stage_channels" in kw:
         kw["stage_channels"] = [tuple(s) for s in kw["stage_channels"]]
     return kw
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True  # unknown: no warning

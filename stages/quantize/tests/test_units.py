@@ -28,9 +28,9 @@ def test_grid_rejects_unknown_technique():
 
 
 def test_config_file_with_unknown_technique_is_rejected(tmp_path):
-    from shared.config import REPO, load_config
-    cfg = tmp_path / "bad.yaml"
-    cfg.write_text(f"_base_: {REPO / 'configs' / 'smoke.yaml'}\nquantize:\n  ptq:\n    techniques: [none, magic]\n")
+    from shared.config import load_config
+    cfg = tmp_path / "bad.yaml"  # self-contained: the image carries no configs/
+    cfg.write_text("run: t\nquantize:\n  ptq:\n    techniques: [none, magic]\n")
     with pytest.raises(grid.GridError, match=r"quantize.ptq.techniques: unknown value 'magic'"):
         grid.expand(load_config(cfg)["quantize"]["ptq"])
     with pytest.raises(grid.GridError, match=r"quantize.models: unknown value 'yolo'"):
