@@ -111,8 +111,9 @@ def build_images(names: list[str], force: bool = False, refresh_base: bool = Fal
     try:
         with build_lock(), img.package_server(WHEELHOUSE) as server_args:
             env = build_env(osi, server_args)
+            done: set[str] = set()
             for n in todo:
-                _, built = img.build(images, n, env, force)
+                _, built = img.build(images, n, env, force, done=done)
                 log.info("image %s %s", img.tag(n), "built" if built else "up to date")
     except img.ImageError as e:
         raise PipelineError(str(e)) from None

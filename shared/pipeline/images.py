@@ -246,7 +246,8 @@ def package_server(wheelhouse: Path):
         server.server_close()
 
 
-def build(images: dict, image: str, env: dict, force: bool = False, log_dir: Path | None = None) -> tuple[str, bool]:
+def build(images: dict, image: str, env: dict, force: bool = False, log_dir: Path | None = None,
+          done: set | None = None) -> tuple[str, bool]:
     """Build ``image`` and its parents as needed. Returns (fingerprint, built_anything).
 
     Success is judged by the image carrying the expected fingerprint label
@@ -255,9 +256,10 @@ def build(images: dict, image: str, env: dict, force: bool = False, log_dir: Pat
     """
     os_images = {"light": env["JMMC_OS_LIGHT"], "heavy": env["JMMC_OS_HEAVY"]}
     built = False
+    done = set() if done is None else done   # images already built in this call (shared parents)
     for name in chain(images, image):
         fp = fingerprint(images, name, os_images)
-        if not force and image_label(tag(name)) == fp:
+        if name in done or (not force and image_label(tag(name)) == fp):
             continue
         log.info("building image %s (%s)", tag(name), fp)
         cmd = compose_cmd() + ["--profile", "build", "build", name]
@@ -273,5 +275,6 @@ def build(images: dict, image: str, env: dict, force: bool = False, log_dir: Pat
             code = p.wait()
         if code != 0 or image_label(tag(name)) != fp:
             raise ImageError(f"image {tag(name)} failed to build (exit {code}); log: {log_path}")
+        done.add(name)
         built = True
     return fingerprint(images, image, os_images), built
