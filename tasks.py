@@ -7,6 +7,7 @@
     invoke clean [--run NAME] [--all]             remove outputs
     invoke test                                   host tests, stage tests in their images, smoke run
     invoke bench                                  timing figures (dataset stage, no-op run, rebuild)
+    invoke readme [--config configs/demo.yaml]    put the run's results table + plot into README.md
 
 The logic lives in shared/pipeline/; this file only parses flags and prints.
 """
@@ -109,3 +110,14 @@ def bench(c, config=DEFAULT_CONFIG, runner="auto", noop_config="configs/smoke.ya
     except driver.PipelineError as e:
         _fail(e)
 
+
+@task(help={"config": "run config whose report goes into README.md (default demo)"})
+def readme(c, config=DEFAULT_CONFIG):
+    """Copy the run's results table (report stage's README_snippet.md) and plot into README.md."""
+    from shared.pipeline import readme as readmemod
+    try:
+        run = driver.load(config)["run"]
+        for p in readmemod.update(run, driver.VOLUMES):
+            print(f"wrote {p.relative_to(readmemod.REPO)}")
+    except (driver.PipelineError, readmemod.ReadmeError) as e:
+        _fail(e)

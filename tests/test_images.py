@@ -65,3 +65,24 @@ def test_host_only_modules_stay_out_of_images():
     assert "shared/pipeline/*" in ignore and "!shared/pipeline/dag.py" in ignore
     assert img.in_images("shared/pipeline/dag.py") and img.in_images("shared/stage.py")
     assert not img.in_images("shared/pipeline/driver.py")
+
+
+
+def test_login_gated_wheels_feed_the_fingerprint(tmp_path, monkeypatch):
+    images = img.load_images()
+    assert images["hailo"]["wheels"] and "WHEELS" in compose()["services"]["hailo"]["build"]["args"]
+    house = tmp_path / "wheelhouse"
+    house.mkdir()
+    assert img.wheels_digest(images["hailo"]["wheels"], house) == "none"
+    (house / "unrelated-1.0-py3-none-any.whl").write_bytes(b"x")
+    assert img.wheels_digest(images["hailo"]["wheels"], house) == "none"
+    (house / "hailort-4.23.0-cp310-cp310-linux_x86_64.whl").write_bytes(b"abc")
+    one = img.wheels_digest(images["hailo"]["wheels"], house)
+    (house / "hailo_dataflow_compiler-3.33.0-py3-none-linux_x86_64.whl").write_bytes(b"abcd")
+    two = img.wheels_digest(images["hailo"]["wheels"], house)
+    assert "none" != one != two
+    # the hailo image's fingerprint follows the wheelhouse; images without wheels do not
+    plain = img.fingerprint(images, "hailo"), img.fingerprint(images, "report")
+    monkeypatch.setattr(img, "wheels_digest", lambda pats, wheelhouse=None: two)
+    assert img.fingerprint(images, "hailo") != plain[0]
+    assert img.fingerprint(images, "report") == plain[1]

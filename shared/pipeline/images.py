@@ -76,6 +76,19 @@ def _hash_path(h, rel: str) -> None:
         h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
 
 
+def wheels_digest(patterns: list[str], wheelhouse: Path | None = None) -> str:
+    """Names and sizes of the wheelhouse files matching ``patterns`` (login-gated wheels such as
+    Hailo's): adding or swapping one changes the image's fingerprint and its build arg."""
+    wheelhouse = wheelhouse or REPO / "volumes" / "wheelhouse"
+    files = sorted({f for pat in patterns for f in wheelhouse.glob(pat) if f.is_file()})
+    if not files:
+        return "none"
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.name}\0{f.stat().st_size}\0".encode())
+    return h.hexdigest()[:16]
+
+
 def fingerprint(images: dict, image: str, os_images: dict[str, str] | None = None) -> str:
     os_images = os_images or DEFAULT_OS
     h = hashlib.sha256()
@@ -89,6 +102,8 @@ def fingerprint(images: dict, image: str, os_images: dict[str, str] | None = Non
     for rel in [spec["dockerfile"], spec.get("requirements")] + list(spec.get("code", [])):
         if rel:
             _hash_path(h, rel)
+    if spec.get("wheels"):
+        h.update(f"wheels={wheels_digest(spec['wheels'])}".encode())
     return h.hexdigest()[:16]
 
 
@@ -266,7 +281,8 @@ def build(images: dict, image: str, env: dict, force: bool = False, log_dir: Pat
         log_path = (log_dir or REPO / "volumes" / ".build-logs") / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w") as fh:
-            p = subprocess.Popen(cmd, env={**os.environ, **env, "JMMC_INPUTS": fp}, stdout=subprocess.PIPE,
+            extra = {"JMMC_INPUTS": fp, "JMMC_WHEELS": wheels_digest(images[name].get("wheels") or [])}
+            p = subprocess.Popen(cmd, env={**os.environ, **env, **extra}, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, errors="replace")
             for line in p.stdout:
                 fh.write(line)

@@ -33,13 +33,10 @@ Every problem is a :class:`BadSample` whose message starts with ``file:line``.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-class BadSample(ValueError):
-    """A sample that cannot be used; ``str()`` is ``where: what``."""
+from shared.labelv2 import BadSample, floats, fmt, landmarks
 
 
 @dataclass
@@ -50,72 +47,6 @@ class RawSample:
     where: str                       # "label-file:line" of the image's entry
     faces: list[dict] = field(default_factory=list)   # each with a "where" key too
     error: str | None = None         # set when the label lines themselves are bad
-
-
-def _fmt(v: float) -> str:
-    s = f"{v:.2f}".rstrip("0").rstrip(".")
-    return "0" if s == "-0" else s
-
-
-def format_face(face: dict) -> str:
-    vals = [_fmt(v) for v in face["box"]]
-    if face.get("landmarks"):
-        for x, y in face["landmarks"]:
-            vals += [_fmt(x), _fmt(y), "1.0"]
-    else:
-        vals += ["-1", "-1", "-1"] * 5
-    return " ".join(vals)
-
-
-def write_labelv2(path: Path, records: list[dict]) -> None:
-    """One ``#`` line per record (its ``_0`` image), then one line per face."""
-    lines = []
-    for r in records:
-        lines.append(f"# {r['images']['0']} {r['width']} {r['height']}")
-        lines += [format_face(f) for f in r["faces"]]
-    Path(path).write_text("\n".join(lines) + ("\n" if lines else ""))
-
-
-def _floats(text: str, where: str) -> list[float]:
-    try:
-        vals = [float(t) for t in text.split()]
-    except ValueError:
-        raise BadSample(f"{where}: expected numbers, got {text.strip()!r}") from None
-    if not all(math.isfinite(v) for v in vals):
-        raise BadSample(f"{where}: non-finite number in {text.strip()!r}")
-    return vals
-
-
-def _landmarks(vals: list[float], where: str) -> list[list[float]] | None:
-    """5 x (x, y, flag) -> [[x, y] * 5], or None when all are -1 (absent)."""
-    pts = [vals[i:i + 2] for i in range(0, 15, 3)]
-    if all(x < 0 and y < 0 for x, y in pts):
-        return None
-    if any(x < 0 or y < 0 for x, y in pts):
-        raise BadSample(f"{where}: some landmarks are -1 (absent) and some not: {pts}")
-    return pts
-
-
-def read_labelv2(path: Path) -> list[dict]:
-    """Parse a labelv2 file back into ``[{"image", "width", "height", "faces"}]``."""
-    out: list[dict] = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        where = f"{path}:{n}"
-        if not line.strip():
-            continue
-        if line.startswith("#"):
-            parts = line[1:].split()
-            if len(parts) != 3:
-                raise BadSample(f"{where}: expected '# <image> <width> <height>', got {line!r}")
-            out.append({"image": parts[0], "width": int(parts[1]), "height": int(parts[2]), "faces": []})
-            continue
-        if not out:
-            raise BadSample(f"{where}: face line before any '# <image>' line")
-        vals = _floats(line, where)
-        if len(vals) != 19:
-            raise BadSample(f"{where}: expected 19 values (box + 5 landmarks x y visibility), got {len(vals)}")
-        out[-1]["faces"].append({"box": vals[:4], "landmarks": _landmarks(vals[4:], where)})
-    return out
 
 
 def read_wider(path: Path, image_dir: Path) -> list[RawSample]:
@@ -142,12 +73,12 @@ def read_wider(path: Path, image_dir: Path) -> list[RawSample]:
         if s.error:
             continue
         try:
-            vals = _floats(line, where)
+            vals = floats(line, where)
             if len(vals) not in (4, 5, 19, 20):
                 raise BadSample(f"{where}: expected x y w h + 5 landmarks (x y flag) + score = 20 values "
                                 f"(or 4 without landmarks), got {len(vals)}: wrong landmark count")
             x, y, w, h = vals[:4]
-            lms = _landmarks(vals[4:19], where) if len(vals) >= 19 else None
+            lms = landmarks(vals[4:19], where) if len(vals) >= 19 else None
             s.faces.append({"box": [x, y, x + w, y + h], "landmarks": lms, "where": where})
         except BadSample as e:
             s.error = str(e)
@@ -201,7 +132,7 @@ def check_faces(faces: list[dict], width: int, height: int, image_name: str, tol
     for f in faces:
         x1, y1, x2, y2 = f["box"]
         where = f.get("where", image_name)
-        shown = "[" + ", ".join(_fmt(v) for v in f["box"]) + "]"
+        shown = "[" + ", ".join(fmt(v) for v in f["box"]) + "]"
         if not (x2 > x1 and y2 > y1):
             raise BadSample(f"{where}: box {shown} has no area (of {image_name})")
         if x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from shared.config import ConfigError
 from shared.manifest import MissingInput, write_json
 from stages.dataset import degrade, importers, splits
-from stages.dataset.labels import BadSample, write_labelv2
+from shared.labelv2 import BadSample, write_labelv2
 from stages.dataset.preview import write_preview
 from stages.dataset.synth import render_scene, rng_for
 

@@ -18,7 +18,7 @@ from shared.data import load_split, to_float
 from shared.evaluation import Protocol
 from shared.models import build_models
 from stages.prune import measure, table, variants
-from stages.prune.edgy import load_edgy
+from shared.edgy import load_edgy
 
 
 def load_fp32(train_dir):

@@ -159,43 +159,38 @@ def classify(path: Path) -> tuple[str, str]:
     return role, precision_of(model)
 
 
-def file_metrics(metrics, rel: str) -> dict | None:
-    """The dict in an upstream ``metrics`` tree that describes file ``rel``: a mapping with
-    ``file`` == rel (or its basename) and detection/restoration keys, itself or under ``eval``."""
-    keys = {"ap", "psnr", "nme", "ssim"}
+METRIC_KEYS = {"ap", "psnr", "nme", "ssim"}
+
+
+def _file_entries(metrics):
+    """(entry, metrics) for every dict in an upstream ``metrics`` tree that names a ``file``
+    and carries metric keys, itself or under ``eval`` (not looking inside such an entry)."""
     stack = [metrics]
     while stack:
         m = stack.pop()
         if isinstance(m, dict):
-            f = m.get("file")
-            if isinstance(f, str) and (f == rel or (Path(rel).name == f and "/" not in f)):
-                cand = m.get("eval") if isinstance(m.get("eval"), dict) else m
-                if keys & set(cand):
-                    return cand
+            cand = m.get("eval") if isinstance(m.get("eval"), dict) else m
+            if isinstance(m.get("file"), str) and METRIC_KEYS & set(cand):
+                yield m, cand
+                continue
             stack.extend(m.values())
         elif isinstance(m, list):
             stack.extend(m)
+
+
+def file_metrics(metrics, rel: str) -> dict | None:
+    """The metrics an upstream ``metrics`` tree gives for file ``rel`` (or its basename)."""
+    for entry, m in _file_entries(metrics):
+        f = entry["file"]
+        if f == rel or (Path(rel).name == f and "/" not in f):
+            return m
     return None
 
 
 def measured_files(metrics, skip_suffix: str = ".onnx"):
-    """(entry, metrics) for every dict in a metrics tree naming a ``file`` that is not ONNX
-    (a HEF run in the Hailo emulator, an ESP-DL model on the simulator, ...) with metric keys
-    (itself or under ``eval``): artifacts only their stage can run."""
-    keys = {"ap", "psnr", "nme", "ssim"}
-    stack = [metrics]
-    while stack:
-        m = stack.pop()
-        if isinstance(m, dict):
-            f = m.get("file")
-            if isinstance(f, str) and not f.endswith(skip_suffix):
-                cand = m.get("eval") if isinstance(m.get("eval"), dict) else m
-                if keys & set(cand):
-                    yield m, cand
-                    continue
-            stack.extend(m.values())
-        elif isinstance(m, list):
-            stack.extend(m)
+    """(entry, metrics) for every file in a metrics tree that is not ONNX (a HEF run in the
+    Hailo emulator, an ESP-DL model on the simulator, ...): artifacts only their stage can run."""
+    return ((e, m) for e, m in _file_entries(metrics) if not e["file"].endswith(skip_suffix))
 
 
 def scan_stage(info: StageInfo, eval_cfg: dict, reuse: bool) -> None:

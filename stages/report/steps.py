@@ -5,6 +5,7 @@ Outputs (``<run>/report/``):
   report.html                 self-contained (plots embedded as base64 PNG)
   ap_vs_bytes.png, ap_vs_latency.png, strip.png, ptq_grid.png, joint_vs_independent.png (when data exist)
   results.json                rows, chains, skipped, as data
+  README_snippet.md           the whole-system table + plot link for README.md (`invoke readme`)
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tqdm import tqdm
 from shared.data import load_split, to_float
 from shared.evaluation import Protocol
 from shared.pipeline.dag import dependants, load_dag
-from stages.report import html, onnx_cost, plots, strip
+from stages.report import html, onnx_cost, plots, readme_figures, strip
 from stages.report.discover import discover, groups, is_chain, summary
 from stages.report.latency import chain_fps, host_cores, time_artifact
 from stages.report.measure import evaluate_artifact, evaluate_chain
@@ -180,6 +181,7 @@ def run(ctx) -> dict:
     (out / "results.json").write_text(json.dumps({"rows": rows, "chains": chains, "skipped": skipped,
                                                   "pareto_ap_vs_bytes": sorted(front), "stages": summary(stages)},
                                                  indent=2, default=float) + "\n")
+    (out / "README_snippet.md").write_text(readme_figures.snippet(out, ctx.config["run"]))
     final = ctx.run_dir / ctx.name / "report.html"
     host = f" = volumes/{ctx.config['run']}/{ctx.name}/report.html on the host" if str(final).startswith("/work/") else ""
     print(f"report: {final}{host} ({len(rows)} rows, {len(skipped)} skipped items)", flush=True)

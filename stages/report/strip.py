@@ -17,27 +17,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from shared.data import to_float, to_uint8  # noqa: E402
+from shared.drawing import draw_detections  # noqa: E402
 from shared.evaluation import Protocol  # noqa: E402
 from stages.report.measure import chain_functions, detections, restored_images  # noqa: E402
-
-
-def draw(img_bgr: np.ndarray, dets: np.ndarray, gts: np.ndarray, min_score: float = 0.5,
-         top: int = 10) -> np.ndarray:
-    """GT boxes (green), then the ``top`` best detections with score >= min_score (red, landmarks magenta)."""
-    out = img_bgr.copy()
-    dets = dets[np.argsort(-dets[:, -1], kind="stable")][:top] if len(dets) else dets
-    for g in gts:
-        x1, y1, x2, y2 = (int(round(v)) for v in g[:4])
-        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 200, 0), 1)
-    for d in dets:
-        if d[-1] < min_score:
-            continue
-        x1, y1, x2, y2 = (int(round(v)) for v in d[:4])
-        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 0, 255), 2)
-        for k in range(5):
-            cv2.circle(out, (int(d[4 + 2 * k]), int(d[5 + 2 * k])), 2, (255, 0, 255), -1)
-        cv2.putText(out, f"{d[-1]:.2f}", (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 255), 1)
-    return out
 
 
 def chain_panels(group: dict, test, proto: Protocol, n: int) -> list[list[np.ndarray]]:
@@ -48,7 +30,7 @@ def chain_panels(group: dict, test, proto: Protocol, n: int) -> list[list[np.nda
     dets = detections(system, test, proto, n)
     gts = test.gts(n)
     e8, d8 = to_uint8(e), to_uint8(d)
-    return [[imgs[i], e8[i], d8[i], draw(d8[i], dets[i], gts[i])] for i in range(len(imgs))]
+    return [[imgs[i], e8[i], d8[i], draw_detections(d8[i], dets[i], gts[i])] for i in range(len(imgs))]
 
 
 def save_strip(variants: dict[str, list[list[np.ndarray]]], path: Path,

@@ -22,7 +22,6 @@ weights into a plain ``YuNet``.
 from __future__ import annotations
 
 import contextlib
-import math
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ from mmdet.models.builder import BACKBONES, DETECTORS, HEADS, NECKS
 from mmdet.models.detectors import BaseDetector, SingleStageDetector
 
 from shared.detector_loss import YuNetLoss
+from shared.labelv2 import BadSample, read_labelv2
 from shared.models import yunet
 from shared.models.yunet_decode import decode
 
@@ -124,56 +124,28 @@ class YuNetDetector(SingleStageDetector):
 
 # -- data ------------------------------------------------------------------------------------
 def read_labels(path: Path, variant: str = "0", check_images: bool = True) -> list[dict]:
-    """labelv2 -> mmdet data_infos; any problem raises ValueError('file:line: ...')."""
+    """labelv2 (``shared.labelv2``) -> mmdet data_infos; problems raise ValueError('file:line: ...')."""
     path = Path(path)
     infos: list[dict] = []
-    faces: list[list[float]] = []
-
-    def close():
-        if infos:
-            arr = np.asarray(faces, np.float32).reshape(-1, 19)
-            kps = arr[:, 4:].reshape(-1, NUM_KPS, 3).copy()
-            absent = (kps[..., 0] < 0) & (kps[..., 1] < 0)
-            kps[..., 2] = np.where(absent, 0.0, 1.0)
-            kps[absent, :2] = -1.0
-            infos[-1]["ann"] = dict(bboxes=arr[:, :4].copy(), labels=np.zeros(len(arr), np.int64),
-                                    keypointss=kps, bboxes_ignore=np.zeros((0, 4), np.float32))
-            faces.clear()
-
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        where, line = f"{path}:{n}", line.strip()
-        if not line:
-            continue
-        if line.startswith("#"):
-            close()
-            parts = line[1:].split()
-            if len(parts) != 3 or not (parts[1].isdigit() and parts[2].isdigit()):
-                raise ValueError(f"{where}: expected '# <image> <width> <height>', got {line!r}")
-            name, suffix = parts[0], Path(parts[0]).suffix
-            if variant != "0":
-                if not name.endswith("_0" + suffix):
-                    raise ValueError(f"{where}: image {name} does not end in _0{suffix}, "
-                                     f"so its variant _{variant} cannot be named")
-                name = name[:-len("_0" + suffix)] + f"_{variant}{suffix}"
-            if check_images and not (path.parent / name).is_file():
-                raise ValueError(f"{where}: image {path.parent / name} not found")
-            infos.append(dict(filename=name, width=int(parts[1]), height=int(parts[2])))
-            continue
-        if not infos:
-            raise ValueError(f"{where}: face line before any '# <image> <width> <height>' line")
-        try:
-            vals = [float(t) for t in line.split()]
-        except ValueError:
-            raise ValueError(f"{where}: expected numbers, got {line!r}") from None
-        if len(vals) == 4:
-            vals += [-1.0] * 15
-        if len(vals) != 19 or not all(math.isfinite(v) for v in vals):
-            raise ValueError(f"{where}: expected 19 finite numbers (x1 y1 x2 y2 + 5 x (x y "
-                             f"visible)) or 4, got {len(vals)}: {line!r}")
-        if not (vals[2] > vals[0] and vals[3] > vals[1]):
-            raise ValueError(f"{where}: box {vals[:4]} has no area")
-        faces.append(vals)
-    close()
+    for rec in read_labelv2(path):
+        name, suffix = rec["image"], Path(rec["image"]).suffix
+        if variant != "0":
+            if not name.endswith("_0" + suffix):
+                raise BadSample(f"{rec['where']}: image {name} does not end in _0{suffix}, "
+                                f"so its variant _{variant} cannot be named")
+            name = name[:-len("_0" + suffix)] + f"_{variant}{suffix}"
+        if check_images and not (path.parent / name).is_file():
+            raise BadSample(f"{rec['where']}: image {path.parent / name} not found")
+        faces = rec["faces"]
+        kps = np.full((len(faces), NUM_KPS, 3), -1.0, np.float32)
+        for i, f in enumerate(faces):
+            if f["landmarks"]:
+                kps[i, :, :2], kps[i, :, 2] = f["landmarks"], 1.0
+        kps[kps[..., 2] < 0, 2] = 0.0
+        infos.append(dict(filename=name, width=rec["width"], height=rec["height"], ann=dict(
+            bboxes=np.asarray([f["box"] for f in faces], np.float32).reshape(-1, 4),
+            labels=np.zeros(len(faces), np.int64), keypointss=kps,
+            bboxes_ignore=np.zeros((0, 4), np.float32))))
     return infos
 
 

@@ -29,19 +29,6 @@ def curves(history: dict[str, list[dict]], path: Path) -> None:
     plt.close(fig)
 
 
-def draw_faces(img: np.ndarray, faces: np.ndarray, score_thr: float = 0.5) -> np.ndarray:
-    out = img.copy()
-    for f in faces:
-        if f[-1] < score_thr or not np.isfinite(f[:14]).all():
-            continue
-        x1, y1, x2, y2 = (int(round(v)) for v in f[:4])
-        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 255, 255), 1)
-        for k in range(5):
-            cv2.circle(out, (int(f[4 + 2 * k]), int(f[5 + 2 * k])), 1, (0, 255, 0), -1)
-        cv2.putText(out, f"{f[-1]:.2f}", (x1, max(8, y1 - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (0, 255, 255), 1)
-    return out
-
-
 def strip(rows: list[dict[str, np.ndarray]], path: Path) -> None:
     """rows: dicts of column title -> BGR image; one row per test image."""
     cols = list(rows[0])

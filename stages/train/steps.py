@@ -14,6 +14,7 @@ import time
 import torch
 
 from shared.data import load_split, to_float
+from shared.drawing import draw_detections
 from shared.evaluation import Protocol, detect, evaluate_detection, evaluate_restoration
 from shared.metrics.cost import count_macs, count_params
 from shared.models import build_models
@@ -116,5 +117,5 @@ def _samples(pipe, split, proto, n, path) -> None:
     as_u8 = lambda t: (t.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype("uint8")  # noqa: E731
     e8, d8 = as_u8(enhanced), as_u8(denoised)
     rows = [{f"input _{proto.variant}": imgs[i], "enhanced": e8[i], "denoised": d8[i],
-             "detections": plots.draw_faces(d8[i], dets[i])} for i in range(len(imgs))]
+             "detections": draw_detections(d8[i], dets[i])} for i in range(len(imgs))]
     plots.strip(rows, path)

@@ -1,7 +1,8 @@
 """Label formats round trip; splits are disjoint, sized and deterministic."""
 import pytest
 
-from stages.dataset.labels import BadSample, read_labelv2, read_wider, write_labelv2
+from shared.labelv2 import BadSample, read_labelv2, write_labelv2
+from stages.dataset.labels import read_wider
 from stages.dataset.splits import assign
 
 RECORDS = [

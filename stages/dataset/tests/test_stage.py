@@ -4,7 +4,7 @@ import json
 import cv2
 
 from shared.stage import main
-from stages.dataset.labels import read_labelv2
+from shared.labelv2 import read_labelv2
 from stages.dataset.steps import run
 
 CONFIG = """\

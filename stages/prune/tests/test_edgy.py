@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.prune.edgy import EdgyConfigError, load_edgy
+from shared.edgy import EdgyConfigError, load_edgy
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from shared.edgy import EdgyConfigError
 from stages.quantize import grid, inq, nncf_ptq
 
 PTQ = {"techniques": ["none", "bn_fold+cle"], "adaround": [False, True], "seeds": [0, 1],
@@ -73,14 +74,14 @@ def test_inq_rejects_bad_schedule():
 
 def test_edgy_quantization_entry(tmp_path):
     p = tmp_path / "edgy.json"
-    p.write_text(json.dumps({"compression": [{"algorithm": "filter_pruning"},
+    p.write_text(json.dumps({"compression": [{"algorithm": "filter_pruning", "params": {"pruning_target": 0.4}},
                                              {"algorithm": "quantization", "initializer": {"range": {"num_init_samples": 16}},
                                               "activations": {"mode": "asymmetric"}, "ignored_scopes": ["x"]}]}))
     args = nncf_ptq.from_edgy(p, 64)
     assert args["preset"] == "mixed" and args["subset_size"] == 16 and args["ignored"] == ["x"]
     p.write_text(json.dumps({"compression": {"algorithm": "quantization", "bogus": 1}}))
-    with pytest.raises(nncf_ptq.NNCFConfigError, match=r"edgy.json: compression\[quantization\].bogus: unknown key"):
+    with pytest.raises(EdgyConfigError, match=r"edgy.json: compression\[0\].bogus: unsupported key"):
         nncf_ptq.from_edgy(p, 64)
     p.write_text(json.dumps({"compression": {"algorithm": "quantization", "weights": {"bits": 4}}}))
-    with pytest.raises(nncf_ptq.NNCFConfigError, match="INT8 only"):
+    with pytest.raises(EdgyConfigError, match=r"compression\[0\].weights.bits: nncf.quantize is INT8 only"):
         nncf_ptq.from_edgy(p, 64)

@@ -2,7 +2,8 @@
 
 EDGY compressed its models with NNCF 2.x ``create_compressed_model(model, NNCFConfig.from_json(f))``.
 NNCF 3 removed that API; this module reads the same JSON files and turns each
-``compression`` entry into a job the prune stage runs:
+``compression`` entry into a job (the prune stage runs the sparsity and pruning jobs, the
+quantize stage the quantization job):
 
 ==================== ========================================================================
 ``magnitude_sparsity`` ``nncf.prune`` UNSTRUCTURED_MAGNITUDE_GLOBAL (``sparsity_level_setting_mode``
@@ -10,7 +11,9 @@ NNCF 3 removed that API; this module reads the same JSON files and turns each
 ``rb_sparsity``        ``nncf.prune`` UNSTRUCTURED_REGULARIZATION_BASED + ``RBLoss(target)``
 ``filter_pruning``     torch-pruning, ``params.filter_importance`` L1 / L2 / geometric_median (FPGM),
                        ratio ``params.pruning_target``, steps ``params.pruning_steps``
-``quantization``       recorded, not run here: handled by the quantize stage
+``quantization``       ``nncf.quantize`` in the quantize stage: ``preset`` (performance | mixed, or
+                       derived from the activations ``mode``), ``initializer.range.num_init_samples``
+                       -> subset size, ``ignored_scopes``; INT8 only
 ==================== ========================================================================
 
 Keys NNCF 2 accepted but that change nothing here (schedules, initializers, scopes) are
@@ -32,7 +35,7 @@ ALGO_KEYS = {
     "filter_pruning": {"pruning_init", "initializer"},
     "quantization": {"initializer", "weights", "activations", "preset", "overflow_fix",
                      "export_to_onnx_standard_ops", "quantize_inputs", "quantize_outputs",
-                     "scope_overrides"},
+                     "scope_overrides", "target_device", "per_channel"},
 }
 PARAM_KEYS = {
     "magnitude_sparsity": {"schedule", "sparsity_target", "sparsity_target_epoch", "sparsity_freeze_epoch",
@@ -47,8 +50,8 @@ PARAM_KEYS = {
                        "prune_batch_norms", "all_weights", "interlayer_ranking_type", "weight_importance",
                        "pruning_mode", "zero_grad", "num_init_steps", "legr_params", "save_ranking_coeffs",
                        "load_ranking_coeffs"},
-    "quantization": set(),  # not interpreted here: the quantize stage reads them
 }
+QUANT_MODE_KEYS = {"mode", "bits", "per_channel", "signed"}
 IMPORTANCE = {"l1": "l1", "l2": "l2", "geometric_median": "fpgm"}
 
 
@@ -79,8 +82,9 @@ def _job(algo: dict, i: int, path: str) -> dict:
     params = algo.get("params", {}) or {}
     if not isinstance(params, dict):
         raise EdgyConfigError(f"{path}: {where}params: must be a mapping")
-    if name != "quantization":
-        _check(params, PARAM_KEYS[name], path, where + "params.")
+    if name == "quantization":
+        return _quantization_job(algo, path, where)
+    _check(params, PARAM_KEYS[name], path, where + "params.")
     pw = where + "params."
     if name == "magnitude_sparsity":
         level = params.get("sparsity_level_setting_mode", "global")
@@ -115,8 +119,30 @@ def _job(algo: dict, i: int, path: str) -> dict:
                 "ratio": _ratio(target, path, pw + "pruning_target"), "steps": params.get("pruning_steps"),
                 "keep_first_last": not (params.get("prune_first_conv", False) or params.get("prune_last_conv", False)),
                 "algorithm": name}
-    return {"kind": "quantization", "algorithm": name,
-            "note": "handled by the quantize stage (recorded, not run here)"}
+    raise AssertionError(name)
+
+
+def _quantization_job(q: dict, path: str, where: str) -> dict:
+    """``nncf.quantize`` arguments; bit widths other than 8 are errors (nncf.quantize is INT8 only)."""
+    modes = {}
+    for part in ("weights", "activations"):
+        sub = q.get(part, {}) or {}
+        if not isinstance(sub, dict):
+            raise EdgyConfigError(f"{path}: {where}{part}: must be a mapping")
+        _check(sub, QUANT_MODE_KEYS, path, f"{where}{part}.")
+        if sub.get("bits", 8) != 8:
+            raise EdgyConfigError(f"{path}: {where}{part}.bits: nncf.quantize is INT8 only, got {sub['bits']}")
+        modes[part] = sub.get("mode", "symmetric")
+    preset = q.get("preset") or ("mixed" if modes["activations"] == "asymmetric" else "performance")
+    if preset not in ("performance", "mixed"):
+        raise EdgyConfigError(f"{path}: {where}preset: {preset!r} is not one of performance, mixed")
+    samples = ((q.get("initializer") or {}).get("range") or {}).get("num_init_samples")
+    if samples is not None and (not isinstance(samples, int) or samples < 1):
+        raise EdgyConfigError(f"{path}: {where}initializer.range.num_init_samples: a positive integer, got {samples!r}")
+    return {"kind": "quantization", "algorithm": "quantization", "preset": preset, "subset_size": samples,
+            "ignored": list(q.get("ignored_scopes", [])),
+            "weights_per_channel": (q.get("weights") or {}).get("per_channel"),
+            "note": "run by the quantize stage (nncf.quantize)"}
 
 
 def load_edgy(path: str | Path) -> list[dict]:

@@ -1,0 +1,34 @@
+"""`invoke readme` splices a run's snippet between its README markers and copies the plot."""
+import pytest
+
+from shared.pipeline import readme
+
+
+def test_update_replaces_only_the_marked_block(tmp_path):
+    repo, vols = tmp_path / "repo", tmp_path / "volumes"
+    repo.mkdir()
+    begin, end = readme.markers("demo")
+    (repo / "README.md").write_text(f"# T\nbefore\n{begin}\nold table\n{end}\nafter\n")
+    report = vols / "demo" / "report"
+    report.mkdir(parents=True)
+    (report / "README_snippet.md").write_text("| a |\n|---|\n| 1 |\n")
+    (report / "ap_vs_bytes.png").write_bytes(b"png")
+    written = readme.update("demo", vols, repo)
+    text = (repo / "README.md").read_text()
+    assert text == f"# T\nbefore\n{begin}\n| a |\n|---|\n| 1 |\n{end}\nafter\n"
+    assert (repo / "docs" / "figures" / "demo_ap_vs_bytes.png").read_bytes() == b"png"
+    assert len(written) == 2
+    readme.update("demo", vols, repo)                     # idempotent
+    assert (repo / "README.md").read_text() == text
+
+
+def test_missing_markers_or_snippet_are_named(tmp_path):
+    repo, vols = tmp_path / "repo", tmp_path / "volumes"
+    repo.mkdir()
+    (repo / "README.md").write_text("# no markers\n")
+    with pytest.raises(readme.ReadmeError, match="README_snippet.md: missing; run `invoke all --config configs/demo.yaml`"):
+        readme.update("demo", vols, repo)
+    (vols / "demo" / "report").mkdir(parents=True)
+    (vols / "demo" / "report" / "README_snippet.md").write_text("x\n")
+    with pytest.raises(readme.ReadmeError, match=r"README.md: markers <!-- results:demo:begin -->"):
+        readme.update("demo", vols, repo)
