@@ -35,15 +35,18 @@ def shell(argv: list[str]) -> list[str]:
     return ["bash", "-c", f'. "$IDF_PATH/export.sh" >/dev/null 2>&1 && {quoted}']
 
 
-_ROW = re.compile(r"^[│|]\s*(?P<name>[^│|]+?)\s*[│|]\s*(?P<used>\d+)\s*[│|]\s*(?P<pct>[\d.]+)\s*[│|]\s*"
+_ROW = re.compile(r"^[│|]\s*(?P<name>[^│|]+?)\s*[│|]\s*(?P<used>\d+)\s*[│|]\s*(?P<pct>[\d.]*)\s*[│|]\s*"
                   r"(?P<remain>\d*)\s*[│|]\s*(?P<total>\d*)\s*[│|]")
 _OLD = re.compile(r"^\s*Used (?P<name>.+?)\s*:\s*(?P<used>\d+) bytes(?: \(\s*(?P<remain>\d+) remain, "
                   r"(?P<pct>[\d.]+)% used\))?")
 _TOTAL = re.compile(r"Total image size:\s*(\d+) bytes")
 
 
-def parse_size(text: str) -> dict:
-    """{"total_image_bytes": N, "memory": {name: {used, used_pct, remain, total}}} from ``idf.py size`` output."""
+def parse_size(text: str, app_bin: Path | None = None) -> dict:
+    """{"total_image_bytes": N, "memory": {name: {used, used_pct, remain, total}}} from ``idf.py size`` output.
+
+    Newer esp-idf-size no longer prints "Total image size" (and may leave "Used [%]" empty); then
+    the size of the built app binary ``app_bin`` stands in for it."""
     mem: dict[str, dict] = {}
     for line in text.splitlines():
         m = _ROW.match(line.strip()) or _OLD.match(line)
@@ -57,4 +60,8 @@ def parse_size(text: str) -> dict:
     total = _TOTAL.search(text)
     if total is None and not mem:
         raise ValueError("idf.py size: no 'Total image size' and no memory rows in its output")
-    return {"total_image_bytes": int(total.group(1)) if total else None, "memory": mem}
+    if total:
+        image = int(total.group(1))
+    else:
+        image = app_bin.stat().st_size if app_bin is not None and app_bin.exists() else None
+    return {"total_image_bytes": image, "memory": mem}

@@ -79,7 +79,7 @@ def run(ctx) -> dict:
         ctx.log.info("building %s for %s (esp-dl prefetched: %s)", src, TARGET, prefetched)
         outputs = [run_logged(argv, log_fh, project) for argv in commands(project)]
         (ctx.out / "size.txt").write_text(outputs[-1])
-        size = parse_size(outputs[-1])
+        size = parse_size(outputs[-1], project / "build" / "jmmc_esp.bin")
         (ctx.out / "size.json").write_text(json.dumps(size, indent=2) + "\n")
         bins = collect_binaries(project / "build", ctx.out / "bin")
     project_info = json.loads((src / "jmmc_project.json").read_text()) if (src / "jmmc_project.json").exists() else {}

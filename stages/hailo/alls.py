@@ -44,5 +44,10 @@ def generate(info: ModelInfo, cfg: dict, calibset_size: int) -> str:
     if layers:
         target = layers[0] if len(layers) == 1 else "[" + ", ".join(layers) + "]"
         lines.append(f"quantization_param({target}, precision_mode=a16_w16)")
-    lines.append(f"performance_param(compiler_optimization_level={cfg['compiler_optimization_level']})")
+    lines.append(performance(cfg))
     return "\n".join(lines) + "\n"
+
+
+def performance(cfg: dict) -> str:
+    """The compiler's performance line (also loaded on the joined multi-network runner)."""
+    return f"performance_param(compiler_optimization_level={cfg['compiler_optimization_level']})"

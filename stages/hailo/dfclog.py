@@ -19,7 +19,7 @@ PATTERNS = [re.compile(p, re.I) for p in (
     r"reduc\w* (the )?(optimization|compression) level",
     r"no available gpu",
     r"(optimization|compression) level .*(reduced|lowered|downgraded)",
-    r"fall(ing|s)? back to",
+    r"zero level of optimization",
 )]
 DFC_LOG = "hailo_sdk.client.log"
 

@@ -55,14 +55,26 @@ def emulated(group: dict, dirs: dict, cfg: dict, feed: dict, test, proto, logdir
 
 
 def build_multi(group: dict, dirs: dict, out_dir: Path, chain: str, hw_arch: str, logdir: Path, found: list,
-                log) -> dict:
-    """Join the chain's quantized HARs into one multi-network HAR and compile it to one HEF."""
-    with dfclog.watch(logdir, found):
-        runners = [sdk.load_har(dirs[r] / f"{group[r].name}_quantized.har", hw_arch) for r in group]
-        joined = sdk.join(runners)
-        sdk.save_har(joined, out_dir / f"{chain}_multi_quantized.har")
-        t0 = time.time()
-        (out_dir / f"{chain}_multi.hef").write_bytes(sdk.compile_hef(joined))
+                log, performance_script: str = "") -> dict:
+    """Join the chain's quantized HARs into one multi-network HAR and compile it to one HEF.
+
+    Hailo's documented route joins *parsed* HARs and optimizes once; joining quantized HARs
+    keeps each model's own calibration and script.  Where this DFC refuses that, the error is
+    returned (and reported in the manifest) instead of failing the per-model results."""
+    t0 = time.time()
+    try:
+        with dfclog.watch(logdir, found):
+            runners = [sdk.load_har(dirs[r] / f"{group[r].name}_quantized.har", hw_arch) for r in group]
+            joined = sdk.join(runners)
+            if performance_script:        # join() does not carry the per-model performance_param over
+                sdk.load_script(joined, performance_script)
+            sdk.save_har(joined, out_dir / f"{chain}_multi_quantized.har")
+            t0 = time.time()
+            (out_dir / f"{chain}_multi.hef").write_bytes(sdk.compile_hef(joined))
+    except Exception as e:  # noqa: BLE001 - any DFC error: reported, the single-model HEFs stand
+        log.warning("%s: multi-network HEF not built: %s: %s", chain, type(e).__name__, e)
+        return {"error": f"join/compile of quantized HARs failed: {type(e).__name__}: {e}",
+                "networks": [i.name for i in group.values()]}
     log.info("%s: multi-network HEF (%s) compiled in %.1f s", chain, ", ".join(i.name for i in group.values()),
              time.time() - t0)
     return {"hef": f"{chain}_multi.hef", "networks": [i.name for i in group.values()],

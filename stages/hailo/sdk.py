@@ -68,6 +68,11 @@ def optimize(runner, script: str, calib_nhwc: np.ndarray) -> None:
     runner.optimize(calib_nhwc)
 
 
+def load_script(runner, script: str) -> None:
+    """Model-script commands on an already optimized runner (e.g. performance_param before compile)."""
+    runner.load_model_script(script)
+
+
 def compile_hef(runner) -> bytes:
     return runner.compile()
 
@@ -89,7 +94,10 @@ def emulator(runner, context: str, batch_size: int = 8):
     with runner.infer_context(kind) as ctx:
         def fn(x):
             out = runner.infer(ctx, np.ascontiguousarray(x, np.float32), batch_size=min(batch_size, len(x)))
-            return list(out) if isinstance(out, (list, tuple)) else [out]
+            outs = list(out) if isinstance(out, (list, tuple)) else [out]
+            if any(len(o) != len(x) for o in outs):   # a dropped partial batch would shorten the results
+                raise RuntimeError(f"DFC emulator returned {[len(o) for o in outs]} rows for {len(x)} inputs")
+            return outs
         yield fn
 
 
@@ -169,8 +177,8 @@ class Runtime:
         finally:
             if dev is not None:
                 try:
+                    dev.control.stop_power_measurement()      # stop, then read (as hailortcli does)
                     m = dev.control.get_power_measurement(should_clear=True)
-                    dev.control.stop_power_measurement()
                     out.update(average_w=float(m.average_value), max_w=float(m.max_value),
                                min_w=float(m.min_value))
                 except Exception as e:  # noqa: BLE001

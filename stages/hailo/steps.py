@@ -130,7 +130,7 @@ def _with_sdk(ctx, chains, arrays, metrics, test, proto) -> dict:
         m["emulator_delta_vs_fp32"] = {c: evaluate.deltas(ref, h) for c, h in m["emulator_headline"].items()}
         if len(group) > 1:
             m["multi_network"] = flow.build_multi(group, dirs, ctx.out / chain, chain, cfg["hw_arch"], logdir,
-                                                 found, log)
+                                                 found, log, alls.performance(cfg))
         if on_device:
             hefs = {role: dirs[role] / f"{group[role].name}.hef" for role in group}
             m["runtime"] = runtime.measure(hefs, arrays[chain], feed, cfg["runtime"]["frames"], cfg["runtime"]["power"], log)

@@ -52,6 +52,18 @@ def test_parse_size_old_lines_and_garbage():
         parse_size("ninja: error: loading 'build.ninja'")
 
 
+def test_parse_size_without_total_line_uses_the_app_binary(tmp_path):
+    # newer esp-idf-size: no "Total image size", empty "Used [%]" on some rows
+    text = "\n".join(line for line in SIZE_NEW.splitlines() if not line.startswith("Total image size"))
+    text = text.replace("│       412334 │    12.31 │        2937362", "│       412334 │          │        2937362")
+    app = tmp_path / "jmmc_esp.bin"
+    app.write_bytes(b"\0" * 1234)
+    s = parse_size(text, app)
+    assert s["total_image_bytes"] == 1234
+    assert s["memory"]["Flash Code"] == {"used": 412334, "used_pct": None, "remain": 2937362, "total": 3349696}
+    assert parse_size(text)["total_image_bytes"] is None
+
+
 def test_commands_and_shell(tmp_path, monkeypatch):
     cmds = commands(tmp_path / "fw")
     assert cmds == [["idf.py", "-C", str(tmp_path / "fw"), "set-target", "esp32s3"],

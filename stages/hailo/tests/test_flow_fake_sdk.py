@@ -92,7 +92,8 @@ def fake_sdk(monkeypatch):
     fake = dict(dfc_version=lambda: "fake", hailort_version=lambda: "fake", devices=lambda: ["fake0"],
                 translate=lambda info, hw: Runner(info), save_har=save_har, load_har=load_har,
                 hn_dict=lambda r: r.hn(), optimize=optimize, compile_hef=lambda r: b"HEF",
-                join=lambda rs: rs[0], emulator=emulator, Runtime=FakeRuntime)
+                join=lambda rs: rs[0], emulator=emulator, Runtime=FakeRuntime,
+                load_script=lambda r, script: setattr(r, "performance", script))
     for k, v in fake.items():
         monkeypatch.setattr(sdk, k, v)
 
@@ -113,5 +114,17 @@ def test_sdk_flow_plumbing(work, full_config, tmp_path, fake_sdk):
     assert set(rt["serial"]["per_model"]) == {"enhancer", "denoiser", "yunet"} and rt["serial"]["per_frame"]["n"] == 3
     assert rt["parallel"]["chain_fps"] == pytest.approx(300.0)
     assert result["metrics"]["devices"] == ["fake0"]
+    assert "error" not in m["multi_network"]
     downgrades = result["metrics"]["dfc_downgrades"]
     assert len(downgrades) == 1 and downgrades[0].startswith("Reducing optimization level to 0")
+
+
+def test_failed_join_is_reported_not_fatal(work, full_config, tmp_path, fake_sdk, monkeypatch):
+    def join(runners):
+        raise RuntimeError("cannot join quantized models")
+    monkeypatch.setattr(sdk, "join", join)
+    ctx = _ctx(work, full_config, tmp_path, runtime={"frames": 1, "power": False})
+    m = steps.run(ctx)["metrics"]["chains"]["train"]
+    assert "cannot join quantized models" in m["multi_network"]["error"]
+    assert not (ctx.out / "train" / "train_multi.hef").exists()
+    assert all((ctx.out / "train" / r / f"{r}.hef").exists() for r in ("enhancer", "denoiser", "yunet"))
