@@ -76,11 +76,42 @@ def latency(path: Path, x: np.ndarray, runs: int, threads: int) -> dict:
             "threads": threads or (os.cpu_count() or 1)}
 
 
-def bench_pair(fp32: Path, int8: Path, x: np.ndarray, runs: int) -> dict:
-    """FP32 vs INT8 ONNX side by side, 1 thread and all threads, in one process."""
+def ort_static_int8(fp32: Path, calib: list[np.ndarray], out: Path) -> Path:
+    """ONNX Runtime's own static INT8 quantization of ``fp32`` (QDQ, per-channel s8 weights, u8
+    activations, MinMax on ``calib``): the reference for what ORT's int8 kernels give on this CPU."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    name = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(calib)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {name: x[:1].astype(np.float32)}
+
+    pre = out.with_name(out.stem + "_pre.onnx")
+    try:
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    finally:
+        pre.unlink(missing_ok=True)
+    return out
+
+
+def bench_pair(fp32: Path, int8: Path, x: np.ndarray, runs: int, reference: Path | None = None) -> dict:
+    """FP32 vs INT8 ONNX side by side, 1 thread and all threads, in one process; with ``reference``
+    (ONNX Runtime's own INT8 of the same FP32 graph) timed in the same loop."""
     out = {}
     for label, threads in (("1_thread", 1), ("all_threads", 0)):
         a, b = latency(fp32, x, runs, threads), latency(int8, x, runs, threads)
         out[label] = {"fp32_ms": a["median_ms"], "int8_ms": b["median_ms"], "threads": a["threads"],
                       "speedup": a["median_ms"] / b["median_ms"] if b["median_ms"] else float("nan")}
+        if reference is not None:
+            c = latency(reference, x, runs, threads)
+            out[label].update(ort_int8_ms=c["median_ms"], ort_int8_speedup=a["median_ms"] / c["median_ms"])
     return out

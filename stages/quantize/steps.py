@@ -49,10 +49,11 @@ def run(ctx) -> dict:
         if cfg["joint"]["enabled"] and "pipeline" in models and best.get("pipeline"):
             joint[cand.name] = _joint(ctx, r, cand.name, pipe, best["pipeline"], qat_mods, qat_paths)
         if best.get("pipeline"):
-            x = r.calib("pipeline", ctx.seed, 1, 1)[0].numpy()
+            calib = [b.numpy() for b in r.calib("pipeline", ctx.seed, cfg["bench"]["ort_calibration_images"], 1)]
             stem = ctx.out / cand.name / "pipeline"
+            ref = onnx_io.ort_static_int8(stem / "fp32.onnx", calib, ctx.out / ".bench" / f"{cand.name}_ort_int8.onnx")
             bench[cand.name] = {**onnx_io.bench_pair(stem / "fp32.onnx", ctx.out / best["pipeline"]["row"]["onnx_file"],
-                                                     x, cfg["bench"]["runs"]),
+                                                     calib[0], cfg["bench"]["runs"], ref),
                                 "fp32_bytes": onnx_io.weight_bytes(stem / "fp32.onnx"),
                                 "int8_bytes": best["pipeline"]["row"]["export"], "int8_variant": best["pipeline"]["row"]["method"]}
             log.info("latency %s: %s", cand.name, json.dumps(bench[cand.name]["1_thread"]))

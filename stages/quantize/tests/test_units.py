@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -85,3 +86,18 @@ def test_edgy_quantization_entry(tmp_path):
     p.write_text(json.dumps({"compression": {"algorithm": "quantization", "weights": {"bits": 4}}}))
     with pytest.raises(EdgyConfigError, match=r"compression\[0\].weights.bits: nncf.quantize is INT8 only"):
         nncf_ptq.from_edgy(p, 64)
+
+
+def test_ort_reference_int8_and_bench(tmp_path):
+    import onnx
+    from stages.quantize import onnx_io
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 1)).eval()
+    fp32 = tmp_path / "fp32.onnx"
+    torch.onnx.export(model, torch.rand(1, 3, 16, 16), str(fp32), input_names=["input"], opset_version=13, dynamo=False)
+    calib = [np.random.default_rng(i).random((1, 3, 16, 16), np.float32) for i in range(3)]
+    ref = onnx_io.ort_static_int8(fp32, calib, tmp_path / "ref.onnx")
+    ops = {n.op_type for n in onnx.load(str(ref)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and not (tmp_path / "ref_pre.onnx").exists()
+    b = onnx_io.bench_pair(fp32, ref, calib[0], 2, ref)
+    for label in ("1_thread", "all_threads"):
+        assert b[label]["ort_int8_ms"] > 0 and b[label]["ort_int8_speedup"] > 0 and b[label]["speedup"] > 0
