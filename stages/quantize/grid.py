@@ -60,6 +60,7 @@ def expand(ptq: dict) -> list[Cell]:
     _check(ptq["techniques"], TECHNIQUES, "ptq.techniques")
     _check(ptq["bitwidths"], tuple(BITWIDTHS), "ptq.bitwidths")
     _check([ptq["quant_scheme"]], SCHEMES, "ptq.quant_scheme")
+    _check(ptq.get("adaround_models") or [], MODELS, "ptq.adaround_models")
     if not ptq["techniques"] or not ptq["seeds"] or not ptq["adaround"] or not ptq["bitwidths"]:
         raise GridError("quantize.ptq: techniques, adaround, seeds and bitwidths must not be empty")
     return [Cell(t, bool(a), b, int(s), ptq["quant_scheme"])
@@ -70,3 +71,9 @@ def expand(ptq: dict) -> list[Cell]:
 def check_models(models) -> list[str]:
     _check(models, MODELS, "models")
     return list(models)
+
+
+def cells_for(cells: list[Cell], ptq: dict, model: str) -> list[Cell]:
+    """The grid of one unit: without the AdaRound cells when ``ptq.adaround_models`` leaves it out."""
+    chosen = ptq.get("adaround_models")
+    return [c for c in cells if not c.adaround or chosen is None or model in chosen]

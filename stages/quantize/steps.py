@@ -43,7 +43,8 @@ def run(ctx) -> dict:
         log.info("candidate %s (%s): %d models x %d PTQ cells", cand.name, cand.root, len(models), len(cells))
         best, qat_paths, qat_mods = {}, {}, {}
         for name in models:
-            best[name] = _model(ctx, r, cand.name, name, candidates.unit(pipe, name), cells, nncf_args)
+            best[name] = _model(ctx, r, cand.name, name, candidates.unit(pipe, name),
+                                grid.cells_for(cells, cfg["ptq"], name), nncf_args)
             if cfg["qat"]["enabled"] and name != "pipeline" and best[name]:
                 qat_mods[name], qat_paths[name] = _qat(ctx, r, cand.name, name, best[name])
         if cfg["joint"]["enabled"] and "pipeline" in models and best.get("pipeline"):

@@ -101,3 +101,14 @@ def test_ort_reference_int8_and_bench(tmp_path):
     b = onnx_io.bench_pair(fp32, ref, calib[0], 2, ref)
     for label in ("1_thread", "all_threads"):
         assert b[label]["ort_int8_ms"] > 0 and b[label]["ort_int8_speedup"] > 0 and b[label]["speedup"] > 0
+
+
+def test_adaround_models_limit_the_adaround_cells():
+    ptq = {"techniques": ["none"], "adaround": [False, True], "seeds": [0], "bitwidths": ["W8A8"],
+           "quant_scheme": "min_max", "adaround_models": ["detector"]}
+    cells = grid.expand(ptq)
+    assert [c.adaround for c in grid.cells_for(cells, ptq, "detector")] == [False, True]
+    assert [c.adaround for c in grid.cells_for(cells, ptq, "pipeline")] == [False]
+    assert len(grid.cells_for(cells, {**ptq, "adaround_models": None}, "pipeline")) == 2
+    with pytest.raises(grid.GridError, match="ptq.adaround_models: unknown value 'yunet'"):
+        grid.expand({**ptq, "adaround_models": ["yunet"]})
