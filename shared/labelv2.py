@@ -65,18 +65,22 @@ def landmarks(vals: list[float], where: str) -> list[list[float]] | None:
     return pts
 
 
-def read_labelv2(path: Path) -> list[dict]:
-    """Parse a labelv2 file into ``[{"image", "width", "height", "faces", "where"}]``."""
+def label_lines(path: Path):
+    """``(where, line)`` for every non-blank line of a label file, ``where`` = "file:line", stripped."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as e:
         raise BadSample(f"{path}: cannot read label file ({e.strerror})") from None
-    out: list[dict] = []
     for n, line in enumerate(text.splitlines(), 1):
-        where, line = f"{path}:{n}", line.strip()
-        if not line:
-            continue
+        if line.strip():
+            yield f"{path}:{n}", line.strip()
+
+
+def read_labelv2(path: Path) -> list[dict]:
+    """Parse a labelv2 file into ``[{"image", "width", "height", "faces", "where"}]``."""
+    out: list[dict] = []
+    for where, line in label_lines(path):
         if line.startswith("#"):
             parts = line[1:].split()
             if len(parts) != 3 or not (parts[1].isdigit() and parts[2].isdigit()):

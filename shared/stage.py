@@ -61,8 +61,22 @@ def default_work() -> Path:
 
 
 def setup_logging(name: str) -> logging.Logger:
-    logging.basicConfig(level=os.environ.get("JMMC_LOG", "INFO"), stream=sys.stderr,
-                        format=f"%(asctime)s [{name}] %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    """The stage's logger, ``stages.<name>``, with its own stderr handler on ``stages``.
+
+    Not the root logger's: mmcv's ``get_logger`` (called by mmdet's runner and builders) turns every
+    root StreamHandler down to ERROR, which silenced the stages' INFO lines once mmdet was in use.
+    Libraries keep logging through the root logger (warnings and up)."""
+    fmt = logging.Formatter(f"%(asctime)s [{name}] %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format=fmt._fmt, datefmt="%H:%M:%S")
+    top = logging.getLogger("stages")
+    for h in [h for h in top.handlers if getattr(h, "jmmc_stage", False)]:
+        top.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.jmmc_stage = True
+    handler.setFormatter(fmt)
+    top.addHandler(handler)
+    top.setLevel(os.environ.get("JMMC_LOG", "INFO"))
+    top.propagate = False
     return logging.getLogger(f"stages.{name}")
 
 

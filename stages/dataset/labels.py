@@ -36,7 +36,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.labelv2 import BadSample, floats, fmt, landmarks
+from shared.labelv2 import BadSample, floats, fmt, label_lines, landmarks
 
 
 @dataclass
@@ -51,16 +51,8 @@ class RawSample:
 
 def read_wider(path: Path, image_dir: Path) -> list[RawSample]:
     """Parse a WIDER FACE RetinaFace ``label.txt``; images are under ``image_dir``."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise BadSample(f"{path}: cannot read label file ({e.strerror})") from None
     samples: list[RawSample] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        where = f"{path}:{n}"
-        if not line.strip():
-            continue
+    for where, line in label_lines(path):
         if line.startswith("#"):
             name = line[1:].strip()
             if not name:
