@@ -46,11 +46,39 @@ class Protocol:
         return cls(e["variant"], e["score_thr"], e["nms_iou"], e["iou_thr"], e["limit"], e["batch"])
 
 
+def is_qdq(path) -> bool:
+    """Does the ONNX file hold QuantizeLinear / DequantizeLinear nodes (an int8 QDQ graph)?"""
+    try:
+        import onnx
+    except ImportError:
+        return True     # cannot look: treat it as int8, the reference semantics are right for both
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in onnx.load(str(path)).graph.node)
+
+
+def ort_session(path, threads: int = 0, fused_int8: bool | None = None):
+    """An ONNX Runtime CPU session for measuring accuracy.
+
+    QDQ graphs run at ``ORT_ENABLE_BASIC`` unless ``fused_int8``: the Quantize/Dequantize pairs
+    stay as they are written, so the outputs follow the file's int8 grid (what AIMET simulates
+    and what an integer backend computes).  ``ORT_ENABLE_ALL`` fuses them into QLinearConv, whose
+    u8 x s8 kernels saturate on x86 CPUs without VNNI (AVX2 VPMADDUBSW): measured here, the demo's
+    int8 YuNet fell from AP 0.85 to 0.00.  Latency is timed with the fused kernels elsewhere.
+    FP32 graphs run at ``ORT_ENABLE_ALL``."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    if not (fused_int8 if fused_int8 is not None else not is_qdq(path)):
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
 def as_fn(system) -> Callable[[np.ndarray], list[np.ndarray]]:
-    """Wrap a torch module, an ONNX path or a callable as fn(float32 NCHW) -> list of arrays."""
-    if isinstance(system, (str, Path)):
-        import onnxruntime as ort
-        sess = ort.InferenceSession(str(system), providers=["CPUExecutionProvider"])
+    """Wrap a torch module, an ONNX path (see :func:`ort_session`), an ONNX Runtime session or a
+    callable as fn(float32 NCHW) -> list of arrays."""
+    if isinstance(system, (str, Path)) or (hasattr(system, "get_inputs") and hasattr(system, "run")):
+        sess = ort_session(system) if isinstance(system, (str, Path)) else system
         name = sess.get_inputs()[0].name
 
         def run_onnx(x):

@@ -17,22 +17,12 @@ import time
 
 import numpy as np
 
-from shared.evaluation import Protocol, evaluate_detection, evaluate_restoration
+from shared.evaluation import Protocol, as_fn, evaluate_detection, evaluate_restoration
 from stages.report.discover import Artifact
-from stages.report.latency import session
 
 DET_KEYS = ("ap", "nme", "top_box_iou", "missed", "n_gt", "n_images")
 RES_KEYS = ("psnr", "ssim", "psnr_input", "ssim_input")
 RESTORATION_SRC = {"enhancer": "1", "denoiser": "0_noisy"}
-
-
-def _per_image(sess):
-    name = sess.get_inputs()[0].name
-
-    def run(x):
-        outs = [sess.run(None, {name: x[i:i + 1]}) for i in range(len(x))]
-        return [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
-    return run
 
 
 def _keep(m: dict, keys) -> dict:
@@ -67,7 +57,7 @@ def evaluate_artifact(a: Artifact, test, proto: Protocol, log=None) -> dict:
 
 def chain_functions(group: dict[str, Artifact]):
     """(restore(x) -> [0,1] image, system(x) -> 12 YuNet outputs) over three ORT sessions."""
-    enh, den, det = (_per_image(session(group[r].path)) for r in ("enhancer", "denoiser", "detector"))
+    enh, den, det = (as_fn(group[r].path) for r in ("enhancer", "denoiser", "detector"))
 
     def restore(x):
         return den(enh(x)[0])[0]
@@ -80,7 +70,7 @@ def chain_functions(group: dict[str, Artifact]):
 def evaluate_chain(group: dict[str, Artifact], test, proto: Protocol, log=None) -> dict:
     t0 = time.time()
     restore, _ = chain_functions(group)
-    det = _per_image(session(group["detector"].path))
+    det = as_fn(group["detector"].path)
     restored = []          # the detection pass keeps each restored batch for the PSNR/SSIM pass
 
     def system(x):
@@ -104,7 +94,7 @@ def evaluate_chain(group: dict[str, Artifact], test, proto: Protocol, log=None) 
 
 def restored_images(group: dict[str, Artifact], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(enhanced, denoised) float NCHW for the strip."""
-    enh, den = (_per_image(session(group[r].path)) for r in ("enhancer", "denoiser"))
+    enh, den = (as_fn(group[r].path) for r in ("enhancer", "denoiser"))
     e = enh(x)[0]
     return e, den(e)[0]
 

@@ -1,0 +1,52 @@
+"""QDQ graphs are measured at their written int8 semantics; FP32 graphs with every ORT optimisation."""
+import numpy as np
+import pytest
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper  # noqa: E402
+
+from shared.evaluation import as_fn, is_qdq, ort_session  # noqa: E402
+
+
+def _qdq_conv(path):
+    """x -> Q/DQ -> Conv(DQ(int8 w)) -> Q/DQ -> y: a minimal int8 QDQ graph."""
+    w = np.full((4, 3, 1, 1), 100, np.int8)
+    init = [helper.make_tensor("w_q", TensorProto.INT8, w.shape, w.flatten().tolist()),
+            helper.make_tensor("w_s", TensorProto.FLOAT, [], [0.01]), helper.make_tensor("w_z", TensorProto.INT8, [], [0]),
+            helper.make_tensor("x_s", TensorProto.FLOAT, [], [1.0]), helper.make_tensor("x_z", TensorProto.UINT8, [], [0]),
+            helper.make_tensor("y_s", TensorProto.FLOAT, [], [0.05]), helper.make_tensor("y_z", TensorProto.UINT8, [], [0])]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "x_s", "x_z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "x_s", "x_z"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["wd"]),
+             helper.make_node("Conv", ["xd", "wd"], ["c"]),
+             helper.make_node("QuantizeLinear", ["c", "y_s", "y_z"], ["cq"]),
+             helper.make_node("DequantizeLinear", ["cq", "y_s", "y_z"], ["y"])]
+    g = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4])], init)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    return path
+
+
+def test_qdq_graphs_keep_their_int8_semantics(tmp_path):
+    p = _qdq_conv(tmp_path / "q.onnx")
+    assert is_qdq(p)
+    ref = ort_session(p)
+    assert ref.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    fused = ort_session(p, fused_int8=True)
+    assert fused.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    x = np.full((1, 3, 4, 4), 200.0, np.float32)       # 3 x 200 x 1.0 = 600 -> clipped at 255 x 0.05 = 12.75
+    y = as_fn(p)(x)[0]
+    np.testing.assert_allclose(y, 12.75)
+    np.testing.assert_allclose(as_fn(fused)(x)[0].shape, y.shape)   # a session is accepted as is
+
+
+def test_fp32_graphs_get_every_optimisation(tmp_path):
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "f",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
+    p = tmp_path / "f.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(p))
+    assert not is_qdq(p)
+    assert ort_session(p).get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    np.testing.assert_allclose(as_fn(p)(np.array([[-1.0, 2.0]], np.float32))[0], [[0.0, 2.0]])
