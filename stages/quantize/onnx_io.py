@@ -93,6 +93,7 @@ def ort_static_int8(fp32: Path, calib: list[np.ndarray], out: Path) -> Path:
             x = next(self.it, None)
             return None if x is None else {name: x[:1].astype(np.float32)}
 
+    out.parent.mkdir(parents=True, exist_ok=True)
     pre = out.with_name(out.stem + "_pre.onnx")
     try:
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)

@@ -95,9 +95,9 @@ def test_ort_reference_int8_and_bench(tmp_path):
     fp32 = tmp_path / "fp32.onnx"
     torch.onnx.export(model, torch.rand(1, 3, 16, 16), str(fp32), input_names=["input"], opset_version=13, dynamo=False)
     calib = [np.random.default_rng(i).random((1, 3, 16, 16), np.float32) for i in range(3)]
-    ref = onnx_io.ort_static_int8(fp32, calib, tmp_path / "ref.onnx")
+    ref = onnx_io.ort_static_int8(fp32, calib, tmp_path / ".bench" / "ref.onnx")   # its folder is made
     ops = {n.op_type for n in onnx.load(str(ref)).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and not (tmp_path / "ref_pre.onnx").exists()
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and not (tmp_path / ".bench" / "ref_pre.onnx").exists()
     b = onnx_io.bench_pair(fp32, ref, calib[0], 2, ref)
     for label in ("1_thread", "all_threads"):
         assert b[label]["ort_int8_ms"] > 0 and b[label]["ort_int8_speedup"] > 0 and b[label]["speedup"] > 0
