@@ -133,7 +133,7 @@ def precision_of(model) -> str:
         types = {t.data_type for t in model.graph.initializer if t.name in zp}
         names = {TensorProto.INT8: "int8", TensorProto.UINT8: "uint8", TensorProto.INT16: "int16",
                  TensorProto.UINT16: "uint16", TensorProto.INT4: "int4", TensorProto.UINT4: "uint4"}
-        found = sorted({names.get(t, "int") for t in types}) or ["int8"]
+        found = sorted({names[t] for t in types if t in names}) or ["int8"]   # not the int32 bias zero points
         return "+".join(found)
     if any(t.data_type == TensorProto.FLOAT16 for t in model.graph.initializer):
         return "fp16"

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from stages.report.pareto import pareto_front  # noqa: E402
 
-METRIC_COLS = ("ap", "AP", "ap50", "AP@0.5", "ap_0.5", "map")
+METRIC_COLS = ("ap", "AP", "ap50", "AP@0.5", "ap_0.5", "map", "onnx_ap", "sim_ap")   # quantize: deployed ONNX first
 LEVEL_COLS = ("level", "sparsity", "ratio", "prune_ratio", "compression", "bitwidth", "bits", "precision")
 SEED_COLS = ("seed",)
 ROLE_MARKERS = {"detector": "s", "pipeline": "o", "chain": "D"}
@@ -80,7 +80,8 @@ def _pick(cols, options):
     return next((c for c in options if c in cols), None)
 
 
-MEASURES = re.compile(r"^(ap.*|map|nme|iou|top_box_iou|missed|psnr.*|ssim.*|bytes|size.*|params|macs|n_gt|n_images"
+MEASURES = re.compile(r"^(ap.*|map|nme|iou|top_box_iou|missed|psnr.*|ssim.*|.*bytes|size.*|params|macs|n_gt|n_images"
+                      r"|(sim|onnx)_.*|.*_gap"
                       r"|fps.*|.*_ms|.*_s|.*seconds|.*latency.*|.*time.*|file|path|artifact|sqnr.*|loss.*)$", re.I)
 
 

@@ -64,3 +64,20 @@ def test_quantized_graph_precision_and_params(tmp_path):
     c = onnx_cost.cost(tmp_path / "enhancer_int8.onnx")
     assert c["params"] == 12 and c["macs"] == 8 * 8 * 4 * 3
     assert not math.isnan(c["bytes"])
+
+
+def test_ptq_grid_reads_the_quantize_stage_table(tmp_path):
+    """The quantize stage's own results.csv layout: sim_/onnx_ metric pairs, bytes, gap; AP for detection units."""
+    from stages.report.plots import ptq_grid
+    head = ("candidate,model,method,bits,seed,sim_psnr,sim_ssim,onnx_psnr,onnx_ssim,max_gap,int8_bytes,fp32_bytes,"
+            "sim_ap,sim_nme,sim_top_box_iou,sim_missed,onnx_ap,onnx_nme,onnx_top_box_iou,onnx_missed\n")
+    rows = ["train-fp32,denoiser,ptq:none,W8A8,0,33.1,0.77,33.1,0.77,0.001,81383,236236,,,,,,,,"]
+    for model in ("detector", "pipeline"):
+        for method in ("fp32", "ptq:none", "ptq:bn_fold+cle"):
+            for seed in (0, 1):
+                ap = 0.9 - 0.01 * seed - (0.02 if method != "fp32" else 0)
+                rows.append(f"train-fp32,{model},{method},W8A8,{seed},,,,,0.004,1000,3000,{ap},0.5,0.7,3,{ap},0.5,0.7,3")
+    table = tmp_path / "results.csv"
+    table.write_text(head + "\n".join(rows) + "\n")
+    assert ptq_grid(table, tmp_path / "grid.png") is None
+    assert (tmp_path / "grid.png").stat().st_size > 0
