@@ -55,7 +55,7 @@ def is_qdq(path) -> bool:
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in onnx.load(str(path)).graph.node)
 
 
-def ort_session(path, threads: int = 0, fused_int8: bool | None = None):
+def ort_session(path, fused_int8: bool | None = None):
     """An ONNX Runtime CPU session for measuring accuracy.
 
     QDQ graphs run at ``ORT_ENABLE_BASIC`` unless ``fused_int8``: the Quantize/Dequantize pairs
@@ -66,10 +66,9 @@ def ort_session(path, threads: int = 0, fused_int8: bool | None = None):
     FP32 graphs run at ``ORT_ENABLE_ALL``."""
     import onnxruntime as ort
     so = ort.SessionOptions()
-    if threads:
-        so.intra_op_num_threads = threads
     so.log_severity_level = 3
-    if not (fused_int8 if fused_int8 is not None else not is_qdq(path)):
+    reference_int8 = is_qdq(path) if fused_int8 is None else not fused_int8
+    if reference_int8:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 

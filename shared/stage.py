@@ -66,14 +66,14 @@ def setup_logging(name: str) -> logging.Logger:
     Not the root logger's: mmcv's ``get_logger`` (called by mmdet's runner and builders) turns every
     root StreamHandler down to ERROR, which silenced the stages' INFO lines once mmdet was in use.
     Libraries keep logging through the root logger (warnings and up)."""
-    fmt = logging.Formatter(f"%(asctime)s [{name}] %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format=fmt._fmt, datefmt="%H:%M:%S")
+    fmt = f"%(asctime)s [{name}] %(levelname)s %(message)s"
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format=fmt, datefmt="%H:%M:%S")
     top = logging.getLogger("stages")
     for h in [h for h in top.handlers if getattr(h, "jmmc_stage", False)]:
         top.removeHandler(h)
     handler = logging.StreamHandler(sys.stderr)
     handler.jmmc_stage = True
-    handler.setFormatter(fmt)
+    handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
     top.addHandler(handler)
     top.setLevel(os.environ.get("JMMC_LOG", "INFO"))
     top.propagate = False
