@@ -113,7 +113,7 @@ def run(ctx) -> dict:
     data = ctx.input("dataset")
     test = load_split(data, "test")
     board = cfg["board"]
-    acc_rows, mem_rows, summary = [], [], {}
+    acc_rows, mem_rows, summary, files = [], [], {}, []
     for cand, src in candidates.items():
         t0 = time.time()
         onnx_files = prepare(src, cfg["models"], cfg["cut"], ctx.out / cand, log)
@@ -141,6 +141,7 @@ def run(ctx) -> dict:
                         names = [o.name for o in onnx.load(str(path)).graph.output]
                         seen[id(g)] = metrics(m, executor_fn(g, names), test, proto)
                     acc_rows += rows_for(cand, m, v, seen[id(g)], fp32[m])
+                    files.append(file_entry(f"{cand}/{m}/{v}.espdl", m, v, seen[id(g)], row))
             chain_rows = [r for r in rows if r["model"] in CHAIN]
             if len(chain_rows) == len(CHAIN):
                 rows.append({**chain_budget(chain_rows, board), "candidate": cand, "variant": v, "peak_at": "",
@@ -152,6 +153,8 @@ def run(ctx) -> dict:
                            for m in CHAIN]
                     seen[key] = metrics("chain", chain_fn(*fns), test, proto)
                 acc_rows += rows_for(cand, "chain", v, seen[key], fp32["chain"])
+                files.append(file_entry(f"{cand}/chain/{v}", "chain", v, seen[key], rows[-1] if len(
+                    chain_rows) == len(CHAIN) else {}, models=[f"{cand}/{m}/{v}.espdl" for m in CHAIN]))
             mem_rows += rows
         summary[cand] = {"seconds": round(time.time() - t0, 1), "fp32": fp32}
         log.info("candidate %s done in %.1f s", cand, time.time() - t0)
@@ -165,9 +168,22 @@ def run(ctx) -> dict:
         "memory": {f"{r['candidate']}/{r['model']}/{r['variant']}": {k: r[k] for k in (
             "weights_bytes", "peak_activation_bytes", "flash_bytes", "activations_in", "pass")} for r in mem_rows},
         "board": board, "firmware": fw, "seconds": {c: s["seconds"] for c, s in summary.items()},
+        "files": files,
     }
     (ctx.out / "metrics.json").write_text(json.dumps(metrics_out, indent=2, default=float) + "\n")
     return {"metrics": metrics_out}
+
+
+ROLES = {"enhancer": "enhancer", "denoiser": "denoiser", "yunet": "detector", "pipeline": "pipeline", "chain": "chain"}
+PRECISION = {"int8": "int8 (ESP-DL)", "int16": "int16 (ESP-DL)", "mixed": "int8+int16 (ESP-DL)"}
+
+
+def file_entry(rel: str, model: str, variant: str, got: dict, budget_row: dict, models=None) -> dict:
+    """One simulated ESP-DL artifact in the convention the report reads (``file`` + ``eval``): its
+    accuracy by the shared protocol, its weight bytes on the device and its flash bytes."""
+    e = {"file": rel, "role": ROLES[model], "precision": PRECISION[variant], "eval": got,
+         "weight_bytes": budget_row.get("weights_bytes"), "bytes": budget_row.get("flash_bytes")}
+    return {**e, "models": models} if models else e
 
 
 def _firmware(ctx, candidates: dict, mem_rows: list[dict]) -> dict:

@@ -9,6 +9,9 @@
     ConvTranspose:                      in_elements * (C_out / groups) * kH * kW
     Gemm / MatMul (+Integer/QLinear):   out_elements * K
   biases, BN, activations, pooling, resize and adds are not counted;
+* weight_bytes: the bytes those parameter initializers take as stored (int8 weights count 1 B,
+  int32 biases 4 B, FP32 4 B): the model size the study compares, without the graph and
+  without the QDQ scales / zero points (which ``bytes`` includes);
 * bytes: the file size (plus external data files next to it).
 """
 from __future__ import annotations
@@ -35,19 +38,27 @@ def _numel(dims) -> int:
     return int(math.prod(int(d) for d in dims)) if dims is not None else 0
 
 
-def count_params(model) -> int:
+def weight_initializers(model) -> list:
+    """The initializers that are weights (see the module docstring)."""
     from onnx import TensorProto
     skip = set()
     for n in model.graph.node:
         for i in NON_WEIGHT_INPUTS.get(n.op_type, ()):
             if i < len(n.input):
                 skip.add(n.input[i])
-    total = 0
-    for t in model.graph.initializer:
-        if t.name in skip or t.data_type in (TensorProto.INT64, TensorProto.BOOL, TensorProto.STRING):
-            continue
-        total += _numel(t.dims)
-    return total
+    return [t for t in model.graph.initializer
+            if t.name not in skip and t.data_type not in (TensorProto.INT64, TensorProto.BOOL, TensorProto.STRING)]
+
+
+def count_params(model) -> int:
+    return sum(_numel(t.dims) for t in weight_initializers(model))
+
+
+def weight_bytes(model) -> int:
+    """Bytes of the weight initializers at their stored dtype."""
+    from onnx import helper
+    return sum(_numel(t.dims) * helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+               for t in weight_initializers(model))
 
 
 def _shapes(model) -> dict[str, list[int]]:
@@ -126,9 +137,10 @@ def file_bytes(path: Path) -> int:
 
 
 def cost(path: Path) -> dict:
-    """{params, macs, bytes, input_shape} of one ONNX file."""
+    """{params, macs, weight_bytes, bytes, input_shape} of one ONNX file."""
     import onnx
     model = onnx.load(str(path))
     inp = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
-    return {"params": count_params(model), "macs": count_macs(model), "bytes": file_bytes(path),
+    return {"params": count_params(model), "macs": count_macs(model), "weight_bytes": weight_bytes(model),
+            "bytes": file_bytes(path),
             "input_shape": [d.dim_value if d.HasField("dim_value") else 1 for d in inp]}

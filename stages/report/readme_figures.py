@@ -20,7 +20,7 @@ from shared.stage import default_work
 from stages.report.table import COLUMNS, markdown, read_csv, skipped_markdown
 
 SNIPPET_COLUMNS = ("artifact", "role", "precision", "ap", "nme", "top_box_iou", "missed", "psnr", "ssim",
-                   "params", "macs", "bytes", "lat_1_ms", "lat_all_ms", "fps_serial", "fps_parallel")
+                   "params", "macs", "weight_bytes", "bytes", "lat_1_ms", "lat_all_ms", "fps_serial", "fps_parallel")
 PLOT = "ap_vs_bytes.png"
 SYSTEM_ROLES = ("pipeline", "chain")
 

@@ -12,13 +12,14 @@ from pathlib import Path
 from stages.report.discover import StageInfo
 
 # (key, header, format) - the study's columns (AP, NME, IoU, missed, PSNR, SSIM, params,
-# MACs, size) then host latency, chain throughput and where the accuracy comes from.
+# MACs, size: weight bytes as stored and the file) then host latency, chain throughput and where the accuracy comes from.
 COLUMNS = [
     ("artifact", "artifact", "s"), ("stage", "stage", "s"), ("group", "group", "s"),
     ("role", "role", "s"), ("precision", "precision", "s"),
     ("ap", "AP@0.5", ".3f"), ("nme", "NME", ".4f"), ("top_box_iou", "IoU", ".3f"),
     ("missed", "missed", "d"), ("psnr", "PSNR dB", ".2f"), ("ssim", "SSIM", ".3f"),
-    ("params", "params", ","), ("macs", "MACs", "M"), ("bytes", "bytes", "k"),
+    ("params", "params", ","), ("macs", "MACs", "M"),
+    ("weight_bytes", "weight bytes", "k"), ("bytes", "file bytes", "k"),
     ("lat_1_ms", "ms 1T", ".2f"), ("lat_1_p90_ms", "p90 1T", ".2f"),
     ("lat_all_ms", "ms allT", ".2f"), ("lat_all_p90_ms", "p90 allT", ".2f"),
     ("fps_serial", "fps serial", ".1f"), ("fps_parallel", "fps parallel", ".1f"),

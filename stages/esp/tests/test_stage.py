@@ -33,6 +33,14 @@ def test_run_end_to_end(make_ctx, esp_cfg):
     assert chain["weights_bytes"] == sum(r["weights_bytes"] for r in singles) > 0
     assert all(r["pass"] and r["activations_in"] == "SRAM" for r in mem)  # 32x32 fits
     assert m["memory"]["train/chain/int8"]["pass"] is True
+    # every simulated artifact in the report's file convention, with its accuracy and device bytes
+    files = {f["file"]: f for f in m["files"]}
+    assert {"train/yunet/int8.espdl", "train/enhancer/mixed.espdl", "train/chain/int8"} <= set(files)
+    yunet = files["train/yunet/int8.espdl"]
+    assert yunet["role"] == "detector" and 0 <= yunet["eval"]["ap"] <= 1
+    assert yunet["weight_bytes"] == [r for r in singles if r["model"] == "yunet"][0]["weights_bytes"]
+    assert files["train/chain/int8"]["role"] == "chain" and files["train/chain/int8"]["weight_bytes"] == chain["weights_bytes"]
+    assert files["train/chain/int8"]["models"] == [f"train/{x}/int8.espdl" for x in ("enhancer", "denoiser", "yunet")]
     # the generated project agrees with the models it embeds
     fw = out / "firmware"
     for rel in ("CMakeLists.txt", "main/CMakeLists.txt", "main/app_main.cpp", "main/idf_component.yml",

@@ -1,6 +1,4 @@
 """Pareto front on a hand-made case; parameters and MACs read from tiny ONNX graphs."""
-import math
-
 import numpy as np
 
 from stages.report import onnx_cost
@@ -28,6 +26,7 @@ def test_cost_of_tiny_models(tmp_path):
     assert enh["params"] == 3 * 3 * 3 * 3 + 3
     assert enh["macs"] == SIZE * SIZE * 3 * 27
     assert enh["bytes"] == (tmp_path / "enhancer.onnx").stat().st_size
+    assert enh["weight_bytes"] == 4 * enh["params"]  # FP32
     det = onnx_cost.cost(build_model("yunet", tmp_path / "yunet.onnx"))
     # per stride s: conv s x s stride s, 3->16: params 16*3*s*s + 16, MACs (SIZE/s)^2 * 16 * 3*s*s
     assert det["params"] == sum(16 * 3 * s * s + 16 for s in (8, 16, 32))
@@ -63,7 +62,8 @@ def test_quantized_graph_precision_and_params(tmp_path):
     assert classify(tmp_path / "enhancer_int8.onnx") == ("enhancer", "int8")
     c = onnx_cost.cost(tmp_path / "enhancer_int8.onnx")
     assert c["params"] == 12 and c["macs"] == 8 * 8 * 4 * 3
-    assert not math.isnan(c["bytes"])
+    assert c["weight_bytes"] == 12  # int8 weights: 1 B each; the scale and zero point are not weights
+    assert c["bytes"] > c["weight_bytes"]
 
 
 def test_ptq_grid_reads_the_quantize_stage_table(tmp_path):
