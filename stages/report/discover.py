@@ -164,14 +164,21 @@ METRIC_KEYS = {"ap", "psnr", "nme", "ssim"}
 
 def _file_entries(metrics):
     """(entry, metrics) for every dict in an upstream ``metrics`` tree that names a ``file``
-    and carries metric keys, itself or under ``eval`` (not looking inside such an entry)."""
-    stack = [metrics]
+    and carries metric keys, itself or under ``eval`` (not looking inside such an entry).
+
+    The quantize stage's result rows name theirs as ``onnx_file`` with the ONNX Runtime
+    measurement under ``onnx`` (next to the simulation's under ``sim``): read as ``file`` / ``eval``."""
+    stack, seen = [metrics], set()
     while stack:
         m = stack.pop()
         if isinstance(m, dict):
+            if isinstance(m.get("onnx_file"), str) and isinstance(m.get("onnx"), dict):
+                m = {"file": m["onnx_file"], "eval": m["onnx"]}
             cand = m.get("eval") if isinstance(m.get("eval"), dict) else m
             if isinstance(m.get("file"), str) and METRIC_KEYS & set(cand):
-                yield m, cand
+                if m["file"] not in seen:  # a file the manifest and the stage's metrics.json both list
+                    seen.add(m["file"])
+                    yield m, cand
                 continue
             stack.extend(m.values())
         elif isinstance(m, list):
@@ -193,10 +200,22 @@ def measured_files(metrics, skip_suffix: str = ".onnx"):
     return ((e, m) for e, m in _file_entries(metrics) if not e["file"].endswith(skip_suffix))
 
 
+def stage_metrics(info: StageInfo) -> dict:
+    """The manifest's metrics plus the stage's own ``metrics.json`` (the quantize stage keeps its
+    per-file result rows there); both are written by the same run of the stage."""
+    metrics = {"manifest": (info.manifest or {}).get("metrics") or {}}
+    if info.manifest is not None and (info.dir / "metrics.json").exists():
+        try:
+            metrics["metrics.json"] = json.loads((info.dir / "metrics.json").read_text())
+        except json.JSONDecodeError as e:
+            raise ReportError(f"{info.dir / 'metrics.json'}:{e.lineno}: corrupt metrics ({e.msg})") from None
+    return metrics
+
+
 def scan_stage(info: StageInfo, eval_cfg: dict, reuse: bool) -> None:
     """Fill info.artifacts and info.tables from the files under info.dir."""
     same_eval = bool(info.manifest) and (info.manifest.get("config") or {}).get("eval") == eval_cfg
-    metrics = (info.manifest or {}).get("metrics") or {}
+    metrics = stage_metrics(info)
     for p in sorted(info.dir.rglob("*.onnx")):
         rel = p.relative_to(info.dir)
         if any(part.startswith(".") for part in rel.parts):
@@ -207,11 +226,11 @@ def scan_stage(info: StageInfo, eval_cfg: dict, reuse: bool) -> None:
         if reuse and same_eval:
             up = file_metrics(metrics, rel.as_posix())
             for path in ALIASES.get(info.name, {}).get(rel.as_posix(), []) if up is None else []:
-                up = _dotted(metrics, path)
+                up = _dotted(metrics["manifest"], path)
         info.artifacts.append(Artifact(info.name, p, rel.as_posix(), role, group, precision, up))
     if reuse and same_eval:
         for group, paths in CHAIN_ALIASES.get(info.name, {}).items():
-            parts = [_dotted(metrics, p) for p in paths]
+            parts = [_dotted(metrics["manifest"], p) for p in paths]
             if all(parts):
                 info.chain_metrics[group] = {k: v for part in parts for k, v in part.items()}
     if same_eval:

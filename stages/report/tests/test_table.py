@@ -53,6 +53,30 @@ def test_upstream_metrics_reused_only_with_same_eval(run_dir, eval_cfg):
     assert arts["pipeline"].upstream is None
 
 
+def test_quantize_rows_in_the_stage_metrics_json_are_reused(run_dir, eval_cfg):
+    """The quantize stage's result rows (``onnx_file`` + ``onnx`` metrics) live in its metrics.json."""
+    q = run_dir / "quantize" / "train-fp32" / "detector"
+    q.mkdir(parents=True)
+    build_model("yunet", q / "none_W8A8_s0.onnx")
+    build_model("yunet", q / "unmeasured.onnx")
+    (run_dir / "quantize" / "manifest.json").write_text(json.dumps(manifest("quantize", eval_cfg, {"grid": {}})))
+    rows = [{"onnx_file": "train-fp32/detector/none_W8A8_s0.onnx", "sim": {"ap": 0.4}, "onnx": {"ap": 0.41}},
+            {"onnx_file": "chain of the three qat.onnx", "onnx": {"ap": 0.3}}]
+    (run_dir / "quantize" / "metrics.json").write_text(json.dumps({"rows": rows}))
+    order = ["dataset", "train", "quantize", "report"]
+    arts = {a.rel: a for a in discover(run_dir, order, order[:3], {"report"}, eval_cfg)[2].artifacts}
+    assert set(arts) == {"train-fp32/detector/none_W8A8_s0.onnx", "train-fp32/detector/unmeasured.onnx"}
+    assert arts["train-fp32/detector/none_W8A8_s0.onnx"].upstream == {"ap": 0.41}   # ONNX Runtime's, not the sim's
+    assert arts["train-fp32/detector/unmeasured.onnx"].upstream is None
+    (run_dir / "quantize" / "metrics.json").write_text('{"rows": [\n')
+    try:
+        discover(run_dir, order, order[:3], {"report"}, eval_cfg)
+    except Exception as e:  # noqa: BLE001
+        assert "quantize/metrics.json:2" in str(e)
+    else:
+        raise AssertionError("a corrupt metrics.json must be an error naming the file")
+
+
 def test_file_metrics_lookup():
     tree = {"rows": [{"file": "sub/a.onnx", "ap": 0.5}, {"file": "b.onnx", "psnr": 30.0}], "x": {"file": "c.onnx"}}
     assert file_metrics(tree, "sub/a.onnx") == {"file": "sub/a.onnx", "ap": 0.5}
