@@ -81,3 +81,18 @@ def test_list_choices_apply_to_each_item(tmp_path):
     assert _check_leaf(["a", "b"], spec, "k", "f:1") == ["a", "b"]
     with pytest.raises(ConfigError, match=r"k\[1\]: 'c' is not one of"):
         _check_leaf(["a", "c"], spec, "k", "f:1")
+
+
+def test_resolved_config_round_trips_to_the_same_hashes(tmp_path):
+    """The driver hands stages the resolved config as YAML (volumes/<run>/.config/config.yaml); the
+    stage loads and validates it again, so a schema default that validation would change (an int
+    default of a float key) gives the manifest a hash the host never matches: a stage never cached."""
+    import yaml
+    from shared.pipeline.dag import load_dag
+    for name in ("demo", "smoke", "paper"):
+        cfg = load_config(f"configs/{name}.yaml")
+        p = write(tmp_path, f"{name}.yaml", yaml.safe_dump(cfg))
+        again = load_config(p)
+        for stage, st in load_dag().items():
+            assert sha256_of(section(again, stage, st.sections)) == sha256_of(section(cfg, stage, st.sections)), \
+                f"configs/{name}.yaml: stage {stage}"
