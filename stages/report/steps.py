@@ -134,7 +134,7 @@ def figures(rows, stages, grp, test, proto, cfg, out: Path, log) -> tuple[dict, 
         figs["independent vs joint"] = out / "joint_vs_independent.png"
     else:
         not_made.append(("plot joint_vs_independent.png", why))
-    chains = {r["group"]: r for r in rows if r["role"] == "chain"}
+    chains = {r["group"]: r for r in rows if r["role"] == "chain" and r["group"] in grp}  # ONNX chains only
     n = min(cfg["strip"]["images"], len(test))
     if chains and n:
         ref = next((g for g in chains if g == "train"), next(iter(chains)))

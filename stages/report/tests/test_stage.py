@@ -29,7 +29,10 @@ def ctx(run_dir, eval_cfg, tmp_path, monkeypatch):
     (h / "yunet.hef").write_bytes(b"\0" * 1000)
     (h / "manifest.json").write_text(json.dumps(manifest(
         "hailo", eval_cfg, {"emulator": {"file": "yunet.hef", "role": "detector", "precision": "int8",
-                                         "eval": {"ap": 0.123, "nme": 0.2}}, "hef": {"skipped": "needs the DFC"}},
+                                         "eval": {"ap": 0.123, "nme": 0.2}}, "hef": {"skipped": "needs the DFC"},
+                  # a chain only its stage can run (like ESP-DL's): in the table, never in the image strip
+                  "chain": {"file": "chain/int8", "role": "chain", "precision": "int8", "weight_bytes": 500,
+                            "bytes": 3000, "eval": {"ap": 0.99, "nme": 0.1}}},
         skipped="needs the Hailo Dataflow Compiler")))
     dag = {n: Stage(n, d, n) for n, d in (("dataset", ()), ("train", ("dataset",)), ("prune", ("train",)),
                                            ("quantize", ("train",)), ("report", ("train",)), ("hailo", ("train",)),
@@ -55,7 +58,7 @@ def test_stage_end_to_end(ctx, capsys):
     names = [r["artifact"] for r in rows]
     expected = [f"train/{k}.onnx" for k in ("enhancer", "denoiser", "yunet", "pipeline")] + [
         f"quantize/w8a8_joint/{k}.onnx" for k in ("enhancer", "denoiser", "yunet")] + [
-        "train chain", "quantize/w8a8_joint chain", "hailo/yunet.hef"]
+        "train chain", "quantize/w8a8_joint chain", "hailo/yunet.hef", "hailo/chain/int8"]
     assert sorted(names) == sorted(expected) and m["rows"] == len(expected)
     page = (out / "report.html").read_text()
     for n in expected:
@@ -68,6 +71,9 @@ def test_stage_end_to_end(ctx, capsys):
     hef = by.pop("hailo/yunet.hef")
     assert float(hef["ap"]) == 0.123 and hef["bytes"] == "1000" and hef["lat_1_ms"] == "" and "hailo" in hef["source"]
     expected.remove("hailo/yunet.hef")
+    ext = by.pop("hailo/chain/int8")
+    assert ext["role"] == "chain" and ext["weight_bytes"] == "500" and ext["bytes"] == "3000"
+    expected.remove("hailo/chain/int8")
     for n in expected:
         r = by[n]
         assert int(r["params"]) > 0 and 0 < int(r["weight_bytes"]) < int(r["bytes"])
