@@ -50,11 +50,32 @@ def export(pipe, out: Path, size, opset: int, probe: torch.Tensor, per_model: bo
     return report
 
 
-def evaluate(pipe, test: Split, proto: Protocol) -> dict:
+def evaluate(pipe, test: Split, proto: Protocol, per_model: bool = False) -> dict:
+    """The chain (detection of the pipeline, PSNR/SSIM of the restored image) and, with ``per_model``,
+    each exported model the way the report measures a lone file (stages/report/measure.py)."""
     det = evaluate_detection(pipe, test, proto)
     chain = evaluate_restoration(lambda x: pipe.restore(torch.from_numpy(x))[1].detach().numpy(),
-                                 test, "1_noisy", "0", proto.limit)
-    return {"detection": det, "restoration_chain": chain}
+                                 test, proto.variant, "0", proto.limit)
+    out = {"detection": det, "restoration_chain": chain}
+    if per_model:
+        out.update(enhancer=evaluate_restoration(pipe.enhancer, test, "1", "0", proto.limit, proto.batch),
+                   denoiser=evaluate_restoration(pipe.denoiser, test, "0_noisy", "0", proto.limit, proto.batch),
+                   yunet=evaluate_detection(pipe.detector, test, proto, input_range=255.0))
+    return out
+
+
+def report_entries(rel_dir: str, metrics: dict) -> tuple[list[dict], dict | None]:
+    """This variant's exported files and its chain in the convention the report reads: ``file``
+    (relative to the stage dir) + ``eval``, and ``chain`` (the variant dir) + ``eval``."""
+    ev = metrics["eval"]
+    by_file = {"pipeline": ev["detection"], **{k: ev[k] for k in ("enhancer", "denoiser", "yunet") if k in ev}}
+    files = [{"file": f"{rel_dir}/{o['file']}", "eval": by_file[name]}
+             for name, o in metrics["onnx"].items() if name in by_file]
+    if not all(k in metrics["onnx"] for k in ("enhancer", "denoiser", "yunet")):
+        return files, None
+    chain = {"chain": rel_dir, "eval": {**ev["detection"], **{k: ev["restoration_chain"][k] for k in (
+        "psnr", "ssim", "psnr_input", "ssim_input")}}}
+    return files, chain
 
 
 def measure(name: str, pipe, test: Split, proto: Protocol, size, out: Path, opset: int, probe,
@@ -63,7 +84,7 @@ def measure(name: str, pipe, test: Split, proto: Protocol, size, out: Path, opse
     pipe = pipe.cpu().eval()
     out.mkdir(parents=True, exist_ok=True)
     c = cost(pipe, size)
-    ev = evaluate(pipe, test, proto)
+    ev = evaluate(pipe, test, proto, per_model=save and per_model)
     onnx = export(pipe, out, size, opset, probe, per_model) if save else {}
     if save:
         torch.save(pipe, out / "pipeline.pth")

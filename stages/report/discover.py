@@ -185,6 +185,21 @@ def _file_entries(metrics):
             stack.extend(m)
 
 
+def chain_entries(metrics):
+    """(group dir, metrics) for every ``{"chain": <dir relative to the stage>, "eval": {...}}`` in a
+    metrics tree: a stage's own measurement of the enhancer -> denoiser -> detector files in that dir."""
+    stack = [metrics]
+    while stack:
+        m = stack.pop()
+        if isinstance(m, dict):
+            if isinstance(m.get("chain"), str) and isinstance(m.get("eval"), dict) and METRIC_KEYS & set(m["eval"]):
+                yield m["chain"], m["eval"]
+                continue
+            stack.extend(m.values())
+        elif isinstance(m, list):
+            stack.extend(m)
+
+
 def file_metrics(metrics, rel: str) -> dict | None:
     """The metrics an upstream ``metrics`` tree gives for file ``rel`` (or its basename)."""
     for entry, m in _file_entries(metrics):
@@ -233,6 +248,8 @@ def scan_stage(info: StageInfo, eval_cfg: dict, reuse: bool) -> None:
             parts = [_dotted(metrics["manifest"], p) for p in paths]
             if all(parts):
                 info.chain_metrics[group] = {k: v for part in parts for k, v in part.items()}
+        for rel, m in chain_entries(metrics):
+            info.chain_metrics.setdefault(info.name if rel in ("", ".") else f"{info.name}/{rel}", m)
     if same_eval:
         for entry, m in measured_files(metrics):
             rel = entry["file"]

@@ -77,6 +77,21 @@ def test_quantize_rows_in_the_stage_metrics_json_are_reused(run_dir, eval_cfg):
         raise AssertionError("a corrupt metrics.json must be an error naming the file")
 
 
+def test_stage_chain_and_file_entries_are_reused(run_dir, eval_cfg):
+    """The prune stage's convention: per-file entries and one chain entry per variant dir."""
+    v = run_dir / "prune" / "variants" / "j50"
+    for k in ("enhancer", "denoiser", "yunet"):
+        build_model(k, v / f"{k}.onnx", seed=5)
+    m = {"files": [{"file": "variants/j50/enhancer.onnx", "eval": {"psnr": 25.0, "ssim": 0.8}}],
+         "chains": [{"chain": "variants/j50", "eval": {"ap": 0.37, "nme": 0.5, "psnr": 26.9}}]}
+    (run_dir / "prune" / "manifest.json").write_text(json.dumps(manifest("prune", eval_cfg, m)))
+    order = ["dataset", "train", "prune", "report"]
+    prune = discover(run_dir, order, order[:3], {"report"}, eval_cfg)[2]
+    assert prune.chain_metrics == {"prune/variants/j50": {"ap": 0.37, "nme": 0.5, "psnr": 26.9}}
+    arts = {a.rel: a.upstream for a in prune.artifacts}
+    assert arts["variants/j50/enhancer.onnx"] == {"psnr": 25.0, "ssim": 0.8} and arts["variants/j50/yunet.onnx"] is None
+
+
 def test_file_metrics_lookup():
     tree = {"rows": [{"file": "sub/a.onnx", "ap": 0.5}, {"file": "b.onnx", "psnr": 30.0}], "x": {"file": "c.onnx"}}
     assert file_metrics(tree, "sub/a.onnx") == {"file": "sub/a.onnx", "ap": 0.5}
