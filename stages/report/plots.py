@@ -34,20 +34,30 @@ def _num(v):
         return None
 
 
+def short_name(artifact: str) -> str:
+    """A plot label: the artifact path without the folders every row shares and the suffix."""
+    for noise in ("variants/", "train-fp32/", "_min_max", ".onnx"):
+        artifact = artifact.replace(noise, "")
+    return artifact
+
+
 def tradeoff(rows: list[dict], x_key: str, path: Path, xlabel: str, title: str) -> list[str] | None:
-    """AP (y) vs a cost (x, log) for the detection rows; Pareto front drawn and returned (artifacts)."""
+    """AP (y) vs a cost (x, log) for the detection rows; Pareto front drawn and returned (artifacts).
+    Only the points on the front are labelled (every point is in the table)."""
     pts = [r for r in rows if _num(r.get("ap")) is not None and _num(r.get(x_key)) and r.get("role") in ROLE_MARKERS]
     if not pts:
         return None
     xs, ys = [float(r[x_key]) for r in pts], [float(r["ap"]) for r in pts]
     front = pareto_front(xs, ys)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 5.5))
     stages = sorted({r["stage"] for r in pts})
     colors = {s: plt.cm.tab10(i % 10) for i, s in enumerate(stages)}
     for i, (r, x, y) in enumerate(zip(pts, xs, ys)):
-        ax.scatter(x, y, marker=ROLE_MARKERS[r["role"]], color=colors[r["stage"]], s=50, zorder=3,
-                   edgecolor="black" if i in front else "none", linewidth=1.2)
-        ax.annotate(r["artifact"], (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.scatter(x, y, marker=ROLE_MARKERS[r["role"]], color=colors[r["stage"]], s=55 if i in front else 35,
+                   zorder=3, edgecolor="black" if i in front else "none", linewidth=1.2, alpha=1 if i in front else 0.7)
+    for k, i in enumerate(front):
+        ax.annotate(short_name(pts[i]["artifact"]), (xs[i], ys[i]), fontsize=7, xytext=(6, -12 - 9 * (k % 2)),
+                    textcoords="offset points")
     ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color="black", lw=1,
             ls="--", label="Pareto front", zorder=2)
     for s in stages:
@@ -64,7 +74,7 @@ def tradeoff(rows: list[dict], x_key: str, path: Path, xlabel: str, title: str) 
     ax.set_ylim(0, min(1.02, max(0.05, max(ys) * 1.15)))
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -104,10 +104,10 @@ def chain_rows(grp, test, proto, lcfg, log, upstream: dict[str, dict]) -> tuple[
 def figures(rows, stages, grp, test, proto, cfg, out: Path, log) -> tuple[dict, set, list]:
     figs, not_made = {}, []
     for r in rows:
-        r["_size"] = model_size(r)
+        r["_size"] = model_size(r) / 1024 if model_size(r) else None
         r["_lat"] = latency_ms(r)
     front = plots.tradeoff(rows, "_size", out / "ap_vs_bytes.png",
-                           "model size: weight bytes as stored (file bytes where unknown), log",
+                           "model size: weights as stored, KiB (file size where unknown), log",
                            "AP@0.5 vs size (Pareto front dashed, on it: black edge)")
     plots.tradeoff(rows, "_lat", out / "ap_vs_latency.png", "host latency per frame, all threads (ms, log)",
                    "AP@0.5 vs host latency (ONNX Runtime, CPU)")
