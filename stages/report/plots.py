@@ -149,8 +149,10 @@ def ptq_grid(table: Path, path: Path) -> str | None:
     return None
 
 
-def joint_vs_independent(tables: list[Path], path: Path) -> str | None:
-    """AP at each compression level, independent vs joint, from every table that has both."""
+def joint_series(tables: list[Path]) -> tuple[dict[str, dict[str, list[float]]], list[Path]]:
+    """{"<stage>:joint|independent": {level: [AP, ...]}} from every table with both kinds of rows.
+    A row counts when its mode column names ``joint`` or ``independent``; FP32, sparsity, PTQ and
+    other rows are not either and stay out of the comparison."""
     series: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     used = []
     for t in tables:
@@ -164,22 +166,31 @@ def joint_vs_independent(tables: list[Path], path: Path) -> str | None:
             continue
         used.append(t)
         for r in rows:
-            v = _num(r[metric])
-            if v is not None:
-                kind = "joint" if "joint" in str(r[mode]).lower() else "independent"
+            v, m = _num(r[metric]), str(r[mode]).lower()
+            kind = "joint" if "joint" in m else "independent" if "independent" in m else None
+            if v is not None and kind:
                 series[f"{t.parent.name}:{kind}"][r[level]].append(v)
+    return series, used
+
+
+def joint_vs_independent(tables: list[Path], path: Path) -> str | None:
+    """AP at each compression level, independent vs joint, from every table that has both."""
+    series, used = joint_series(tables)
     if not used:
         return "no prune/quantize table with an AP column, a level column and joint/independent rows"
     levels = sorted({lv for s in series.values() for lv in s}, key=lambda s: (_num(s) is None, _num(s) or 0, s))
     fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(levels) * len(series)), 4.5))
     width = 0.8 / len(series)
     for j, (name, by) in enumerate(sorted(series.items())):
+        labelled = False
         for i, lv in enumerate(levels):
             if by.get(lv):
                 vals = by[lv]
-                ax.bar(i + (j - (len(series) - 1) / 2) * width, sum(vals) / len(vals), width,
-                       color=plt.cm.tab10(j % 10), label=name if i == 0 or lv == levels[0] else None,
-                       hatch="//" if name.endswith("joint") else None)
+                bars = ax.bar(i + (j - (len(series) - 1) / 2) * width, sum(vals) / len(vals), width,
+                              color=plt.cm.tab10(j % 10), label=None if labelled else name,
+                              hatch="//" if name.endswith("joint") else None)
+                ax.bar_label(bars, fmt="%.3f", fontsize=7)
+                labelled = True
     handles, labels = ax.get_legend_handles_labels()
     uniq = dict(zip(labels, handles))
     ax.legend(uniq.values(), uniq.keys(), fontsize=8)

@@ -81,3 +81,20 @@ def test_ptq_grid_reads_the_quantize_stage_table(tmp_path):
     table.write_text(head + "\n".join(rows) + "\n")
     assert ptq_grid(table, tmp_path / "grid.png") is None
     assert (tmp_path / "grid.png").stat().st_size > 0
+
+
+def test_joint_series_compares_only_joint_and_independent_rows(tmp_path):
+    from stages.report.plots import joint_series
+    (tmp_path / "prune").mkdir()
+    (tmp_path / "prune" / "table.csv").write_text(
+        "variant,mode,ratio,ap\nfp32,fp32,0.0,0.9\nind,independent,0.5,0.3\nj1,joint,0.5,0.37\nj2,joint,0.5,0.39\n"
+        "nncf,sparsity,0.5,0.74\nedgy,edgy_filter_pruning,0.4,0.46\n")
+    (tmp_path / "quantize").mkdir()
+    (tmp_path / "quantize" / "results.csv").write_text(
+        "model,method,bits,onnx_ap\npipeline,fp32,FP32,0.905\npipeline,ptq:none,W8A8,0.9\n"
+        "pipeline,joint_qat,W8A8,0.90\npipeline,independent_qat_chained,W8A8,0.87\n")
+    series, used = joint_series([tmp_path / "prune" / "table.csv", tmp_path / "quantize" / "results.csv"])
+    assert len(used) == 2
+    assert {k: dict(v) for k, v in series.items()} == {
+        "prune:independent": {"0.5": [0.3]}, "prune:joint": {"0.5": [0.37, 0.39]},
+        "quantize:joint": {"W8A8": [0.90]}, "quantize:independent": {"W8A8": [0.87]}}
