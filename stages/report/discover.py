@@ -162,42 +162,48 @@ def classify(path: Path) -> tuple[str, str]:
 METRIC_KEYS = {"ap", "psnr", "nme", "ssim"}
 
 
+def _walk(metrics, pick):
+    """Depth-first over a metrics tree: ``pick(dict)`` for every dict; a dict it picks (not None)
+    is yielded and not looked inside."""
+    stack = [metrics]
+    while stack:
+        m = stack.pop()
+        if isinstance(m, dict):
+            hit = pick(m)
+            if hit is not None:
+                yield hit
+                continue
+            stack.extend(m.values())
+        elif isinstance(m, list):
+            stack.extend(m)
+
+
+def _file_entry(m: dict):
+    if isinstance(m.get("onnx_file"), str) and isinstance(m.get("onnx"), dict):
+        m = {"file": m["onnx_file"], "eval": m["onnx"]}
+    cand = m.get("eval") if isinstance(m.get("eval"), dict) else m
+    return (m, cand) if isinstance(m.get("file"), str) and METRIC_KEYS & set(cand) else None
+
+
 def _file_entries(metrics):
     """(entry, metrics) for every dict in an upstream ``metrics`` tree that names a ``file``
     and carries metric keys, itself or under ``eval`` (not looking inside such an entry).
 
     The quantize stage's result rows name theirs as ``onnx_file`` with the ONNX Runtime
-    measurement under ``onnx`` (next to the simulation's under ``sim``): read as ``file`` / ``eval``."""
-    stack, seen = [metrics], set()
-    while stack:
-        m = stack.pop()
-        if isinstance(m, dict):
-            if isinstance(m.get("onnx_file"), str) and isinstance(m.get("onnx"), dict):
-                m = {"file": m["onnx_file"], "eval": m["onnx"]}
-            cand = m.get("eval") if isinstance(m.get("eval"), dict) else m
-            if isinstance(m.get("file"), str) and METRIC_KEYS & set(cand):
-                if m["file"] not in seen:  # a file the manifest and the stage's metrics.json both list
-                    seen.add(m["file"])
-                    yield m, cand
-                continue
-            stack.extend(m.values())
-        elif isinstance(m, list):
-            stack.extend(m)
+    measurement under ``onnx`` (next to the simulation's under ``sim``): read as ``file`` / ``eval``.
+    A file the manifest and the stage's metrics.json both list comes once."""
+    seen = set()
+    for entry, m in _walk(metrics, _file_entry):
+        if entry["file"] not in seen:
+            seen.add(entry["file"])
+            yield entry, m
 
 
 def chain_entries(metrics):
     """(group dir, metrics) for every ``{"chain": <dir relative to the stage>, "eval": {...}}`` in a
     metrics tree: a stage's own measurement of the enhancer -> denoiser -> detector files in that dir."""
-    stack = [metrics]
-    while stack:
-        m = stack.pop()
-        if isinstance(m, dict):
-            if isinstance(m.get("chain"), str) and isinstance(m.get("eval"), dict) and METRIC_KEYS & set(m["eval"]):
-                yield m["chain"], m["eval"]
-                continue
-            stack.extend(m.values())
-        elif isinstance(m, list):
-            stack.extend(m)
+    return _walk(metrics, lambda m: (m["chain"], m["eval"]) if isinstance(m.get("chain"), str) and isinstance(
+        m.get("eval"), dict) and METRIC_KEYS & set(m["eval"]) else None)
 
 
 def file_metrics(metrics, rel: str) -> dict | None:
