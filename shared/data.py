@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 VARIANTS = ("0", "1", "2", "0_noisy", "1_noisy")
-SPLITS = ("train", "test", "calibration")
+SPLITS = ("train", "test", "calibration", "val")  # val: selections/searches; test: reported only
 
 
 class DataError(RuntimeError):

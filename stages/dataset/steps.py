@@ -1,10 +1,12 @@
 """``run(ctx)``: build the dataset splits, their labels and a preview.
 
-Per split ``<out>/<split>/``: ``images/<id>_{0,1,2,0_noisy,1_noisy}.png``,
-``labels.txt`` (labelv2, ``_0`` images) and ``index.json`` (every variant and
-the faces).  Samples are made in worker processes (render or import, degrade,
-write PNGs); each is a pure function of the seed and its (split, index), so
-the output does not depend on the number of workers.
+Splits: ``train``, ``test`` (reported only), ``calibration`` and ``val`` (for
+selections; see ``stages.dataset.splits``).  Per split ``<out>/<split>/``:
+``images/<id>_{0,1,2,0_noisy,1_noisy}.png``, ``labels.txt`` (labelv2, ``_0``
+images) and ``index.json`` (every variant and the faces).  Samples are made in
+worker processes (render or import, degrade, write PNGs); each is a pure
+function of the seed and its (split, index), so the output does not depend on
+the number of workers.
 """
 from __future__ import annotations
 
@@ -97,6 +99,9 @@ def import_jobs(cfg: dict, seed: int, bad: list[str], log) -> dict[str, list[tup
 def run(ctx) -> dict:
     cfg, out, log = ctx.cfg, Path(ctx.out), ctx.log
     check_config(cfg)
+    if not cfg["splits"]["val"]:
+        log.warning("dataset.splits.val is 0: no validation split, so stages that select or search "
+                    "(PTQ cell, loss weights, pruning budget) have nothing to choose on; the test split is never used for that")
     started = time.time()
     bad: list[str] = []
     if cfg["source"] == "synthetic":

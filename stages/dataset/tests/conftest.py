@@ -28,7 +28,7 @@ def cfg(base_cfg) -> dict:
     """A small, fast variant: 64x64 images, few per split, in-process."""
     c = copy.deepcopy(base_cfg)
     c.update(size=[64, 64], workers=0, preview=2)
-    c["splits"] = {"train": 4, "test": 2, "calibration": 2}
+    c["splits"] = {"train": 4, "test": 2, "calibration": 2, "val": 2}
     c["face_size"] = {"min": 12, "max": 40}
     return c
 

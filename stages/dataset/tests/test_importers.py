@@ -43,9 +43,9 @@ def wider_fixture(root, n=6, bad=()):
     return root
 
 
-def _cfg(cfg, source, root, **kw):
+def _cfg(cfg, source, root, val=0, **kw):
     c = dict(cfg, source=source, root=str(root), **kw)
-    c["splits"] = {"train": 3, "test": 2, "calibration": 1}
+    c["splits"] = {"train": 3, "test": 2, "calibration": 1, "val": val}
     return c
 
 
@@ -93,6 +93,33 @@ def test_not_enough_images(cfg, make_ctx, tmp_path):
     root = wider_fixture(tmp_path / "wider", n=4)
     with pytest.raises(ValueError, match=r"4 usable but the splits need 3 train \+ 2 test \+ 1 calibration = 6"):
         steps.run(make_ctx(_cfg(cfg, "wider", root)))
+
+
+def _sources(out, split):
+    return [r["source"] for r in json.loads((out / split / "index.json").read_text())]
+
+
+def test_val_is_dealt_last_so_other_splits_keep_their_images(cfg, make_ctx, tmp_path):
+    root = wider_fixture(tmp_path / "wider", n=9)
+    a = make_ctx(_cfg(cfg, "wider", root), name="noval")
+    b = make_ctx(_cfg(cfg, "wider", root, val=3), name="val")
+    steps.run(a)
+    m = steps.run(b)["metrics"]
+    assert (m["val_images"], m["val_faces"]) == (3, 3)
+    for s in ("train", "test", "calibration"):
+        assert _sources(a.out, s) == _sources(b.out, s)
+        assert (a.out / s / "index.json").read_text() == (b.out / s / "index.json").read_text()
+    val = _sources(b.out, "val")
+    rest = [x for s in ("train", "test", "calibration") for x in _sources(b.out, s)]
+    assert len(val) == 3 and not set(val) & set(rest) and len(set(val + rest)) == 9
+    assert [r["id"] for r in json.loads((b.out / "val" / "index.json").read_text())] == [f"val_{i:05d}" for i in range(3)]
+    assert (b.out / "val" / "labels.txt").is_file()
+
+
+def test_not_enough_images_counts_val(cfg, make_ctx, tmp_path):
+    root = wider_fixture(tmp_path / "wider", n=8)
+    with pytest.raises(ValueError, match=r"8 usable but the splits need 3 train \+ 2 test \+ 1 calibration \+ 4 val = 10"):
+        steps.run(make_ctx(_cfg(cfg, "wider", root, val=4)))
 
 
 def _person(box, lms):

@@ -54,6 +54,18 @@ def test_splits_disjoint_sized_deterministic():
     assert assign(20, want, seed=1) == a and assign(20, want, seed=2) != a
 
 
+def test_val_split_dealt_last_keeps_the_others():
+    old = assign(30, {"train": 10, "test": 4, "calibration": 3}, seed=5)
+    new = assign(30, {"train": 10, "test": 4, "calibration": 3, "val": 6}, seed=5)
+    assert {s: new[s] for s in old} == old
+    assert len(new["val"]) == 6 and not set(new["val"]) & {i for s in old for i in old[s]}
+
+
+def test_unknown_split_refused():
+    with pytest.raises(ValueError, match=r"unknown split\(s\) valid; known: train, test, calibration, val"):
+        assign(30, {"train": 1, "valid": 2}, seed=0)
+
+
 def test_splits_too_few_names_numbers():
     with pytest.raises(ValueError, match=r"12 usable .*10 train \+ 4 test \+ 3 calibration = 17"):
         assign(12, {"train": 10, "test": 4, "calibration": 3}, seed=0)
