@@ -22,7 +22,7 @@ def test_base_merge_and_defaults(tmp_path):
     p = write(tmp_path, "b.yaml", "_base_: a.yaml\nrun: b\ndataset:\n  splits: {test: 5}\n")
     cfg = load_config(p)
     assert cfg["run"] == "b" and cfg["seed"] == 3
-    assert cfg["dataset"]["splits"] == {"train": 10, "test": 5, "calibration": 64}
+    assert cfg["dataset"]["splits"] == {"train": 10, "test": 5, "calibration": 64, "val": 96}
     assert cfg["dataset"]["source"] == "synthetic"          # schema default
 
 
