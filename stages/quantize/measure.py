@@ -3,24 +3,52 @@
 Detection units (pipeline, detector): AP@0.5, NME, top-box IoU, missed faces on the
 eval variant; restoration units (enhancer, denoiser): PSNR/SSIM vs the clean image.
 ``gap(a, b)`` is the sim-vs-ONNX difference per metric, reported next to both.
+
+``evaluate(..., return_dets=True)`` also hands back the decoded detections per image
+(None for restoration units), so a comparison can bootstrap its interval from the same
+run that gave the reported figure (``ap_diff`` / ``ap_interval``: images resampled,
+``shared.metrics.bootstrap``) instead of detecting a second time.
 """
 from __future__ import annotations
 
 import math
 
-from shared.evaluation import evaluate_detection, evaluate_restoration
+from shared.evaluation import detect, evaluate_restoration
+from shared.metrics.detection import evaluate_detections
 from stages.quantize.candidates import input_scale, source_variant
 
 KEYS = ("ap", "nme", "top_box_iou", "missed", "psnr", "ssim")
+DETECTION = ("pipeline", "detector")
 
 
-def evaluate(system, name: str, test, proto) -> dict:
-    if name in ("pipeline", "detector"):
-        m = evaluate_detection(system, test, proto, input_range=input_scale(name))
+def evaluate(system, name: str, split, proto, return_dets: bool = False):
+    """Metrics dict (``KEYS``) of ``system`` as unit ``name`` on ``split``; with ``return_dets``
+    a tuple (metrics, per-image detections or None)."""
+    dets = None
+    if name in DETECTION:   # shared.evaluation.evaluate_detection, keeping the detections
+        variant = proto.variant
+        dets = detect(system, split, proto, variant, input_range=input_scale(name))
+        m = evaluate_detections(dets, split.gts(len(dets)), proto.iou_thr)
     else:
-        m = evaluate_restoration(system, test, source_variant(name, proto.variant), "0", proto.limit,
+        m = evaluate_restoration(system, split, source_variant(name, proto.variant), "0", proto.limit,
                                  proto.batch)
-    return {k: m[k] for k in KEYS if k in m}
+    m = {k: m[k] for k in KEYS if k in m}
+    return (m, dets) if return_dets else m
+
+
+def ap_interval(dets, split, proto, n_boot: int, seed: int) -> dict:
+    """AP with its bootstrap 95 % interval over the split's images: {value, lo, hi, n_boot, n_images}."""
+    from shared.metrics.bootstrap import ap_interval as boot
+    return boot(dets, split.gts(len(dets)), n_boot=n_boot, seed=seed, iou_thr=proto.iou_thr)
+
+
+def ap_diff(dets_a, dets_b, split, proto, n_boot: int, seed: int) -> dict:
+    """AP(a) - AP(b) on the same images with its paired bootstrap 95 % interval."""
+    from shared.metrics.bootstrap import ap_diff_interval
+    if len(dets_a) != len(dets_b):
+        raise ValueError(f"ap_diff: {len(dets_a)} vs {len(dets_b)} images (the same images are needed)")
+    return ap_diff_interval(dets_a, dets_b, split.gts(len(dets_a)), n_boot=n_boot, seed=seed,
+                            iou_thr=proto.iou_thr)
 
 
 def gap(sim: dict, onnx: dict) -> dict:

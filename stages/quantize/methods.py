@@ -4,10 +4,20 @@
 quantized torch module, exports it, evaluates the ONNX file, computes the gap and
 returns a results row.  ``chained_onnx`` runs three ONNX files in series (the
 independently quantized models chained) as one callable for the protocol.
+
+Split discipline (``shared.selection``): a row's ``sim`` and ``onnx`` figures are
+measured on the *test* split (``row["split"] == "test"``, reported only); ``sim_val``
+is the simulation on the *val* split, measured only so that a choice (the W8A8 PTQ
+cell QAT starts from, the best INT8 pipeline) can be made without looking at test:
+``choose`` refuses any other split.  The test-split detections of detection rows are
+kept (``Runner.dets``) so that intervals are bootstrapped from the run that gave the
+reported AP, without detecting again.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +26,13 @@ import numpy as np
 import torch
 
 from shared.data import to_float
+from shared.selection import SelectionError, check_selection_split, pick_best
 from stages.quantize import measure, onnx_io
 from stages.quantize.candidates import input_scale, source_variant
 
 log = logging.getLogger("stages.quantize")
 GAP_WARN = 0.02
+REPORTED, SELECT = "test", "val"   # the split every reported figure is from / the one choices are made on
 
 
 @dataclass
@@ -32,7 +44,10 @@ class Runner:
     proto: object
     opset: int
     int8_weights: bool
+    val: object = None
     rows: list = field(default_factory=list)
+    dets: dict = field(default_factory=dict)   # row_key(row) -> {"sim": [...], "onnx": [...]} on test
+    keep_dets: tuple = ("pipeline",)           # the units whose comparisons get intervals (whole system)
 
     def calib(self, name: str, seed: int, limit: int | None, batch: int) -> list[torch.Tensor]:
         """Calibration batches for a unit (its input variant and scale), seed-ordered subset."""
@@ -43,28 +58,52 @@ class Runner:
         x = torch.from_numpy(to_float(imgs) * np.float32(input_scale(name)))
         return [x[i:i + batch] for i in range(0, len(x), batch)]
 
+    def measure(self, system, name: str, selectable: bool = True) -> tuple[dict, dict | None, list | None]:
+        """(test metrics, val metrics or None, test detections or None) of one system."""
+        m, dets = measure.evaluate(system, name, self.test, self.proto, return_dets=True)
+        val = measure.evaluate(system, name, self.val, self.proto) if selectable and self.val is not None else None
+        return m, val, dets
+
+    def add(self, row: dict, sim_dets=None, onnx_dets=None) -> dict:
+        """Append a row (tagged with the split of its sim/onnx figures); keep its test detections."""
+        row.setdefault("split", REPORTED)
+        kept = row["model"] in self.keep_dets and row["bits"] in ("FP32", "W8A8")
+        if kept and (sim_dets is not None or onnx_dets is not None):
+            self.dets[row_key(row)] = {"sim": sim_dets, "onnx": onnx_dets}
+        self.rows.append(row)
+        return row
+
+    def forget(self, cand: str) -> None:
+        """Drop a finished candidate's kept detections (memory: several per pipeline row)."""
+        self.dets = {k: v for k, v in self.dets.items() if k[0] != cand}
+
     def record(self, cand: str, name: str, method: str, bits: str, seed: int, module, sim, dummy, stem: str,
                fp32_bytes: int | None, extra: dict | None = None, onnx_exporter=None) -> dict:
         t0 = time.time()
-        sim_m = measure.evaluate(module, name, self.test, self.proto)
-        path = self.out / cand / name / stem
+        sim_m, sim_val, sim_dets = self.measure(module, name)
+        path = self.out / folder_name(cand) / name / stem
         if onnx_exporter is not None:
             info = onnx_exporter(path)
         else:
             info = onnx_io.export_qdq(sim, name, dummy, path, self.opset, self.int8_weights)
         onnx_path = path.with_suffix(".onnx")
-        onnx_m = measure.evaluate(onnx_path, name, self.test, self.proto)
+        onnx_m, _, onnx_dets = self.measure(onnx_path, name, selectable=False)
         gap = measure.gap(sim_m, onnx_m)
         mg = measure.max_gap(gap)
         row = {"candidate": cand, "model": name, "method": method, "bits": bits, "seed": seed,
-               "sim": sim_m, "onnx": onnx_m, "gap": gap, "max_gap": mg, "int8_bytes": info.get("weight_bytes"),
-               "fp32_bytes": fp32_bytes, "onnx_file": str(onnx_path.relative_to(self.out)), "export": info,
+               "split": REPORTED, "sim": sim_m, "onnx": onnx_m, "sim_val": sim_val, "gap": gap, "max_gap": mg,
+               "int8_bytes": info.get("weight_bytes"), "fp32_bytes": fp32_bytes,
+               "onnx_file": str(onnx_path.relative_to(self.out)), "export": info,
                "seconds": round(time.time() - t0, 1), **(extra or {})}
         if mg > GAP_WARN:
             log.warning("%s/%s %s: sim vs ONNX gap %.4f (%s) - check the export", cand, name, method, mg, gap)
-        log.info("%s/%s %s %s seed %d: sim %s | onnx %s", cand, name, method, bits, seed, _short(sim_m), _short(onnx_m))
-        self.rows.append(row)
-        return row
+        log.info("%s/%s %s %s seed %d: sim %s | onnx %s | sim on val %s", cand, name, method, bits, seed,
+                 _short(sim_m), _short(onnx_m), _short(sim_val or {}))
+        return self.add(row, sim_dets, onnx_dets)
+
+
+def row_key(row: dict) -> tuple:
+    return row["candidate"], row["model"], row["method"], row["bits"], row["seed"]
 
 
 def _short(m: dict) -> str:
@@ -74,6 +113,49 @@ def _short(m: dict) -> str:
 def primary(name: str, m: dict) -> float:
     """Higher is better: AP for detection units, PSNR for restoration units."""
     return m.get("ap", float("-inf")) if name in ("pipeline", "detector") else m.get("psnr", float("-inf"))
+
+
+def primary_key(name: str) -> str:
+    return "ap" if name in ("pipeline", "detector") else "psnr"
+
+
+def choose(name: str, entries: list[dict], split: str = SELECT) -> dict:
+    """The entry (``{"row": results row, ...}``) whose ``row["sim_<split>"]`` scores best by
+    :func:`primary`; ties go to the first.  Only a selection split is accepted: ``"test"``
+    raises ``shared.selection.SelectionError`` before any score is read."""
+    check_selection_split(split)
+    rows = []
+    for i, e in enumerate(entries):
+        scores = e["row"].get(f"sim_{split}")
+        if scores is None:
+            raise SelectionError(f"{e['row']['candidate']}/{name} {e['row']['method']}: not measured on the "
+                                 f"'{split}' split (row key sim_{split}), cannot take part in the selection")
+        rows.append({"split": split, "score": primary(name, scores), "at": i})
+    return entries[pick_best(rows, "score", split)["at"]]
+
+
+def selection_record(name: str, chosen: dict, entries: list[dict], split: str = SELECT) -> dict:
+    """What a selection looked at and what it chose, for metrics.json."""
+    k = primary_key(name)
+    return {"selected_on": split, "metric": k, "chosen": chosen["row"]["method"],
+            "chosen_cell": chosen["row"].get("cell"), "chosen_seed": chosen["row"]["seed"],
+            f"{split}_{k}": (chosen["row"].get(f"sim_{split}") or {}).get(k),
+            f"{REPORTED}_{k}": chosen["row"]["sim"].get(k), "reported_on": REPORTED,
+            "considered": {e["row"].get("cell") or f"{e['row']['method']}|s{e['row']['seed']}":
+                           (e["row"].get(f"sim_{split}") or {}).get(k) for e in entries}}
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def folder_name(cand: str) -> str:
+    """A filesystem-safe folder for a candidate name (``prune-joint/ratio 0.5`` -> one path part).
+    Names that are already safe stay as they are; others get a short hash of the original so that
+    two names cannot end up in one folder."""
+    safe = _UNSAFE.sub("_", cand).strip("._") or "candidate"
+    if safe == cand:
+        return cand
+    return f"{safe[:80]}-{hashlib.sha1(cand.encode()).hexdigest()[:8]}"
 
 
 def chained_onnx(enh: Path, den: Path, det: Path):

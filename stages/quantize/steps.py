@@ -1,12 +1,18 @@
 """``run(ctx)``: quantize the FP32 candidates - AIMET PTQ grid, single-shot QAT, INQ, NNCF PTQ,
 joint QAT (JMMC) vs independently QAT'd models chained - and write the results table.
 
+Splits: every reported figure (rows' ``sim`` / ``onnx``, the intervals) is measured on the
+test split; every choice (the W8A8 PTQ cell QAT and joint QAT start from, the best INT8
+pipeline compared with FP32) is made on the val split (rows' ``sim_val``), never on test.
+
 Outputs (``<run>/quantize/``):
-  <candidate>/<model>/<variant>.onnx           QDQ INT8 ONNX (int8 weights), runs in ONNX Runtime
-  <candidate>/<model>/<variant>.encodings.json AIMET encodings
-  <candidate>/<model>/fp32.onnx                the FP32 reference export
-  results.csv, results.md                      the grid: method x model x seed, mean/std over seeds
-  metrics.json                                 every row + the benchmark figures
+  <folder>/<model>/<variant>.onnx           QDQ INT8 ONNX (int8 weights), runs in ONNX Runtime
+  <folder>/<model>/<variant>.encodings.json AIMET encodings
+  <folder>/<model>/fp32.onnx                the FP32 reference export (of this candidate: a pruned
+                                            candidate's own, narrower, FP32 model)
+  results.csv, results.md                   the grid: method x model x seed, mean/std over seeds
+  metrics.json                              every row + selection, intervals, benchmark, provenance
+``<folder>`` is the candidate name made filesystem-safe (``methods.folder_name``).
 """
 from __future__ import annotations
 
@@ -18,10 +24,25 @@ import torch
 
 from shared.data import load_split
 from shared.evaluation import Protocol, ort_session
+from shared.manifest import MissingInput
 from stages.quantize import aimet_ptq, candidates, grid, inq, measure, nncf_ptq, onnx_io, table
 from stages.quantize.grid import Cell
-from stages.quantize.methods import Runner, chained_onnx, primary
+from stages.quantize.methods import (REPORTED, SELECT, Runner, chained_onnx, choose, folder_name, row_key,
+                                     selection_record)
 from stages.quantize.qat import VARIANT, qat
+
+
+def val_split(data):
+    """The dataset's val split; one clear line when an old dataset run has none (or an empty one)."""
+    d = data / "val"
+    if not (d / "index.json").is_file():
+        raise MissingInput(f"quantize: {d}/ missing: this dataset has no val split (made before dataset.splits.val "
+                           "existed?); the PTQ cell is chosen on val, never on test - rerun `invoke stage dataset --force`")
+    split = load_split(data, "val")
+    if not len(split):
+        raise MissingInput(f"quantize: {d}/ is empty (dataset.splits.val: 0): nothing to choose the PTQ cell on "
+                           "(the test split is only reported) - set dataset.splits.val > 0")
+    return split
 
 
 def run(ctx) -> dict:
@@ -31,43 +52,85 @@ def run(ctx) -> dict:
     cands = candidates.resolve(ctx, cfg["candidates"])
     if not cands:
         return {"skipped": "needs an FP32 candidate (quantize.candidates: upstream train/prune outputs)", "metrics": {}}
+    folders = {}
+    for cand in cands:
+        f = folder_name(cand.name)
+        if f in folders:
+            raise candidates.CandidateError(f"quantize.candidates: {cand.name!r} and {folders[f]!r} both write "
+                                            f"{f}/ (listed twice?)")
+        folders[f] = cand.name
     data = ctx.input("dataset")
     proto = Protocol.from_config(ctx.config)
     r = Runner(ctx.out, load_split(data, "test"), load_split(data, "calibration"), load_split(data, "train"),
-               proto, cfg["export"]["opset"], cfg["export"]["int8_weights"])
+               proto, cfg["export"]["opset"], cfg["export"]["int8_weights"], val=val_split(data))
     nncf_args = nncf_ptq.from_edgy(cfg["nncf"]["config"], cfg["nncf"]["subset_size"]) if cfg["nncf"]["enabled"] else None
-    bench, joint = {}, {}
+    bench, joint, vs_fp32, selection, prov = {}, {}, {}, {}, {}
     for cand in cands:
         t0 = time.time()
         pipe = candidates.load(cand)
-        log.info("candidate %s (%s): %d models x %d PTQ cells", cand.name, cand.root, len(models), len(cells))
+        prov[cand.name] = _provenance(ctx, cand, pipe)
+        log.info("candidate %s (%s, made by %s): %d models x %d PTQ cells", cand.name, cand.root,
+                 prov[cand.name]["made_by"], len(models), len(cells))
         best, qat_paths, qat_mods = {}, {}, {}
         for name in models:
             best[name] = _model(ctx, r, cand.name, name, candidates.unit(pipe, name),
                                 grid.cells_for(cells, cfg["ptq"], name), nncf_args)
+            if best[name]:
+                selection.setdefault(cand.name, {})[name] = best[name]["selection"]
             if cfg["qat"]["enabled"] and name != "pipeline" and best[name]:
                 qat_mods[name], qat_paths[name] = _qat(ctx, r, cand.name, name, best[name])
         if cfg["joint"]["enabled"] and "pipeline" in models and best.get("pipeline"):
             joint[cand.name] = _joint(ctx, r, cand.name, pipe, best["pipeline"], qat_mods, qat_paths)
         if best.get("pipeline"):
+            vs_fp32[cand.name] = _int8_vs_fp32(ctx, r, cand.name)
             calib = [b.numpy() for b in r.calib("pipeline", ctx.seed, cfg["bench"]["ort_calibration_images"], 1)]
-            stem = ctx.out / cand.name / "pipeline"
-            ref = onnx_io.ort_static_int8(stem / "fp32.onnx", calib, ctx.out / ".bench" / f"{cand.name}_ort_int8.onnx")
+            stem = ctx.out / folder_name(cand.name) / "pipeline"
+            ref = onnx_io.ort_static_int8(stem / "fp32.onnx", calib,
+                                          ctx.out / ".bench" / f"{folder_name(cand.name)}_ort_int8.onnx")
             bench[cand.name] = {**onnx_io.bench_pair(stem / "fp32.onnx", ctx.out / best["pipeline"]["row"]["onnx_file"],
                                                      calib[0], cfg["bench"]["runs"], ref),
+                                # this candidate's FP32 (a pruned candidate: its own pruned widths)
                                 "fp32_bytes": onnx_io.weight_bytes(stem / "fp32.onnx"),
                                 # accuracy with the fused int8 kernels this CPU times (saturating without VNNI)
                                 "int8_fused_kernels_eval": measure.evaluate(
                                     ort_session(ctx.out / best["pipeline"]["row"]["onnx_file"], fused_int8=True),
                                     "pipeline", r.test, r.proto),
+                                "split": REPORTED, "int8_selected_on": SELECT,
                                 "int8_bytes": best["pipeline"]["row"]["export"], "int8_variant": best["pipeline"]["row"]["method"]}
             log.info("latency %s: %s", cand.name, json.dumps(bench[cand.name]["1_thread"]))
+        r.forget(cand.name)
         log.info("candidate %s done in %.1f s", cand.name, time.time() - t0)
     summary = table.write(r.rows, ctx.out)
     metrics = {"rows": r.rows, "summary": summary, "benchmark": bench, "joint_vs_independent": joint,
+               "int8_vs_fp32": vs_fp32, "selection": selection, "candidates": prov,
+               "splits": {"reported": REPORTED, "selected_on": SELECT,
+                          "n_images": {"test": _n(r.test, proto), "val": _n(r.val, proto)}},
                "grid": [c.name for c in cells], "max_sim_onnx_gap": max((x["max_gap"] for x in r.rows), default=0.0)}
     (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     return {"metrics": {k: v for k, v in metrics.items() if k != "rows"}}
+
+
+def _n(split, proto) -> int:
+    return len(split) if proto.limit is None else min(proto.limit, len(split))
+
+
+def _provenance(ctx, cand, pipe) -> dict:
+    """Where a candidate came from: its bundle's ``made_by`` (a pruned bundle says how it was pruned)
+    and the parameter count of each part as loaded (pruned widths, not the base config's)."""
+    from shared.models.bundle import is_bundle, read_record
+    try:
+        where = str(cand.root.relative_to(ctx.run_dir))
+    except (AttributeError, ValueError):
+        where = str(cand.root)
+    out = {"stage": cand.stage, "kind": cand.kind, "folder": folder_name(cand.name), "dir": where,
+           "params": {p: int(sum(t.numel() for t in getattr(pipe, p).parameters())) for p in candidates.PARTS}}
+    if is_bundle(cand.root):
+        rec = read_record(cand.root)
+        out.update(format=rec["format"], made_by=rec["made_by"])
+    else:
+        out.update(format="models.json", made_by={"stage": cand.stage, "kind": cand.kind,
+                                                  "note": "no bundle.json: a train output in the models.json format"})
+    return out
 
 
 def _model(ctx, r: Runner, cand: str, name: str, unit, cells, nncf_args) -> dict | None:
@@ -75,22 +138,29 @@ def _model(ctx, r: Runner, cand: str, name: str, unit, cells, nncf_args) -> dict
     batch = r.proto.batch
     calib0 = r.calib(name, ctx.seed, cfg["ptq"]["calibration_images"], batch)
     dummy = calib0[0][:1]
-    fp32_path = onnx_io.export_fp32(unit, name, dummy, ctx.out / cand / name / "fp32.onnx", r.opset)
+    # the candidate's own FP32 export: its bytes are what this candidate's INT8 rows compare with
+    fp32_path = onnx_io.export_fp32(unit, name, dummy, ctx.out / folder_name(cand) / name / "fp32.onnx", r.opset)
     fp32_bytes = onnx_io.weight_bytes(fp32_path)["weight_bytes"]
-    fp32 = {"sim": measure.evaluate(unit, name, r.test, r.proto), "onnx": measure.evaluate(fp32_path, name, r.test, r.proto)}
-    r.rows.append({"candidate": cand, "model": name, "method": "fp32", "bits": "FP32", "seed": ctx.seed, **fp32,
-                   "max_gap": measure.max_gap(measure.gap(fp32["sim"], fp32["onnx"])), "fp32_bytes": fp32_bytes,
-                   "int8_bytes": None, "onnx_file": str(fp32_path.relative_to(ctx.out))})
-    best = None
+    sim_m, _, sim_dets = r.measure(unit, name, selectable=False)
+    onnx_m, _, onnx_dets = r.measure(fp32_path, name, selectable=False)
+    r.add({"candidate": cand, "model": name, "method": "fp32", "bits": "FP32", "seed": ctx.seed, "split": REPORTED,
+           "sim": sim_m, "onnx": onnx_m, "max_gap": measure.max_gap(measure.gap(sim_m, onnx_m)),
+           "fp32_bytes": fp32_bytes, "int8_bytes": None, "onnx_file": str(fp32_path.relative_to(ctx.out))},
+          sim_dets, onnx_dets)
+    best, considered = None, []
     for cell in cells:
         t0 = time.time()
         calib = r.calib(name, cell.seed, cfg["ptq"]["calibration_images"], batch)
-        sim, _ = aimet_ptq.ptq(unit, cell, calib, ctx.out / cand / name / f"{cell.name}_work",
+        sim, _ = aimet_ptq.ptq(unit, cell, calib, ctx.out / folder_name(cand) / name / f"{cell.name}_work",
                                cfg["ptq"]["adaround_iterations"])
         row = r.record(cand, name, cell.method, cell.bits, cell.seed, sim.model, sim, dummy, cell.name, fp32_bytes,
                        {"cell": cell.name, "ptq_seconds": round(time.time() - t0, 1)})
-        if cell.bits == "W8A8" and (best is None or primary(name, row["sim"]) > primary(name, best["row"]["sim"])):
-            best = {"sim": sim, "row": row, "cell": cell, "dummy": dummy}
+        if cell.bits == "W8A8":   # chosen on val (sim_val), never on the reported test figures
+            entry = {"sim": sim, "row": row, "cell": cell, "dummy": dummy}
+            considered.append({"row": row})
+            best = entry if best is None else choose(name, [best, entry], SELECT)
+    if best is not None:
+        best["selection"] = selection_record(name, best, considered, SELECT)
     if nncf_args is not None and name in cfg["nncf"]["models"]:
         qmodel = nncf_ptq.quantize(copy.deepcopy(unit), calib0, nncf_args)
         r.record(cand, name, "nncf:" + nncf_args["preset"], "W8A8", ctx.seed, qmodel, None, dummy, "nncf", fp32_bytes,
@@ -112,29 +182,62 @@ def _qat(ctx, r: Runner, cand: str, name: str, best: dict):
 
 
 def _joint(ctx, r: Runner, cand: str, pipe, best: dict, qat_mods: dict, qat_paths: dict) -> dict:
-    """JMMC joint QAT of the pipeline sim vs the independently QAT'd models chained."""
+    """JMMC joint QAT of the pipeline sim vs the independently QAT'd models chained; ``ap_diff``:
+    AP(joint) - AP(independent) of the ONNX files on the test images, paired bootstrap 95 % interval
+    (``ap_diff_sim``: the same for the torch simulations)."""
     jc = ctx.cfg["joint"]
     sim = best["sim"]
     hist = qat(sim, "pipeline", r.train, jc, r.proto.variant, ctx.seed, ctx.log,
                {"w_det": jc["w_det"], "w_den": jc["w_den"], "w_lle": jc["w_lle"]})
     jrow = r.record(cand, "pipeline", "joint_qat", "W8A8", best["cell"].seed, sim.model, sim, best["dummy"],
                     "joint_qat", best["row"]["fp32_bytes"], {"history": hist})
-    out = {"ptq_best": best["row"]["sim"], "joint_qat": jrow["sim"], "joint_qat_onnx": jrow["onnx"]}
+    out = {"split": REPORTED, "ptq_best": best["row"]["sim"], "ptq_best_cell": best["cell"].name,
+           "ptq_best_selected_on": SELECT, "joint_qat": jrow["sim"], "joint_qat_onnx": jrow["onnx"]}
     if all(k in qat_mods for k in ("enhancer", "denoiser", "detector")):
         from shared.models.pipeline import Pipeline
-        chain = Pipeline(qat_mods["enhancer"], qat_mods["denoiser"], qat_mods["detector"],
-                         swap_rb=pipe.swap_rb, clamp=pipe.clamp).eval()
+        chain = Pipeline(qat_mods["enhancer"], qat_mods["denoiser"], qat_mods["detector"], swap_rb=pipe.swap_rb,
+                         clamp=pipe.clamp, pixel_scale=getattr(pipe, "pixel_scale", 255.0)).eval()
         fn = chained_onnx(qat_paths["enhancer"], qat_paths["denoiser"], qat_paths["detector"])
-        sim_m = measure.evaluate(chain, "pipeline", r.test, r.proto)
-        onnx_m = measure.evaluate(fn, "pipeline", r.test, r.proto)
+        sim_m, sim_val, sim_dets = r.measure(chain, "pipeline")
+        onnx_m, _, onnx_dets = r.measure(fn, "pipeline", selectable=False)
         g = measure.gap(sim_m, onnx_m)
-        r.rows.append({"candidate": cand, "model": "pipeline", "method": "independent_qat_chained", "bits": "W8A8",
-                       "seed": ctx.seed, "sim": sim_m, "onnx": onnx_m, "gap": g, "max_gap": measure.max_gap(g),
-                       "int8_bytes": None, "fp32_bytes": best["row"]["fp32_bytes"],
-                       "onnx_file": "chain of the three qat.onnx"})
+        irow = r.add({"candidate": cand, "model": "pipeline", "method": "independent_qat_chained", "bits": "W8A8",
+                      "seed": ctx.seed, "split": REPORTED, "sim": sim_m, "onnx": onnx_m, "sim_val": sim_val, "gap": g,
+                      "max_gap": measure.max_gap(g), "int8_bytes": None, "fp32_bytes": best["row"]["fp32_bytes"],
+                      "onnx_file": "chain of the three qat.onnx"}, sim_dets, onnx_dets)
         out.update(independent_qat=sim_m, independent_qat_onnx=onnx_m)
+        a, b = r.dets[row_key(jrow)], r.dets[row_key(irow)]
+        nb = ctx.cfg["intervals"]["n_boot"]
+        out["ap_diff"] = {"a": "joint_qat", "b": "independent_qat_chained", "system": "onnx",
+                          **measure.ap_diff(a["onnx"], b["onnx"], r.test, r.proto, nb, ctx.seed)}
+        out["ap_diff_sim"] = {"a": "joint_qat", "b": "independent_qat_chained", "system": "sim",
+                              **measure.ap_diff(a["sim"], b["sim"], r.test, r.proto, nb, ctx.seed)}
+        ctx.log.info("%s joint - independent AP (onnx, test): %.4f [%.4f, %.4f]", cand, out["ap_diff"]["value"],
+                     out["ap_diff"]["lo"], out["ap_diff"]["hi"])
     else:
         ctx.log.warning("joint vs independent: needs enhancer, denoiser and detector in quantize.models with qat")
+    return out
+
+
+def _int8_vs_fp32(ctx, r: Runner, cand: str) -> dict:
+    """The best INT8 pipeline of a candidate (chosen on val among every W8A8 pipeline row) vs its FP32
+    pipeline on the test images: AP intervals and the paired interval of AP(int8) - AP(fp32)."""
+    rows = [x for x in r.rows if x["candidate"] == cand and x["model"] == "pipeline" and row_key(x) in r.dets]
+    fp32 = next(x for x in rows if x["method"] == "fp32")
+    entries = [{"row": x} for x in rows if x["bits"] == "W8A8" and x.get("sim_val")]
+    chosen = choose("pipeline", entries, SELECT)
+    a, b = r.dets[row_key(chosen["row"])], r.dets[row_key(fp32)]
+    nb, seed = ctx.cfg["intervals"]["n_boot"], ctx.seed
+    out = {"split": REPORTED, "selection": selection_record("pipeline", chosen, entries, SELECT),
+           "int8": chosen["row"]["method"], "int8_file": chosen["row"]["onnx_file"], "fp32_file": fp32["onnx_file"],
+           "int8_ap": measure.ap_interval(a["onnx"], r.test, r.proto, nb, seed),
+           "fp32_ap": measure.ap_interval(b["onnx"], r.test, r.proto, nb, seed),
+           "ap_diff": {"a": chosen["row"]["method"], "b": "fp32", "system": "onnx",
+                       **measure.ap_diff(a["onnx"], b["onnx"], r.test, r.proto, nb, seed)},
+           "ap_diff_sim": {"a": chosen["row"]["method"], "b": "fp32", "system": "sim",
+                           **measure.ap_diff(a["sim"], b["sim"], r.test, r.proto, nb, seed)}}
+    ctx.log.info("%s best INT8 (%s, chosen on val) - FP32 AP (onnx, test): %.4f [%.4f, %.4f]", cand, out["int8"],
+                 out["ap_diff"]["value"], out["ap_diff"]["lo"], out["ap_diff"]["hi"])
     return out
 
 
@@ -160,6 +263,6 @@ def _inq(ctx, r: Runner, cand: str, name: str, unit, dummy, fp32_bytes: int) -> 
     model.eval()
     cell = Cell("none", False, "W8A8", ctx.seed, ctx.cfg["ptq"]["quant_scheme"])
     calib = r.calib(name, ctx.seed, ctx.cfg["ptq"]["calibration_images"], r.proto.batch)
-    sim = aimet_ptq.build_sim(model, dummy, cell, calib, ctx.out / cand / name / "inq_work")
+    sim = aimet_ptq.build_sim(model, dummy, cell, calib, ctx.out / folder_name(cand) / name / "inq_work")
     r.record(cand, name, f"inq({ic['partition']},{ic['bits']}b)+ptq", "W8A8", ctx.seed, sim.model, sim, dummy, "inq",
              fp32_bytes, {"inq": info})

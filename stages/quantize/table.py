@@ -1,8 +1,10 @@
 """The results table: one row per (candidate, model, method, bits, seed), CSV + Markdown.
 
 Columns: metrics in the AIMET simulation (``sim_*``) and on the exported ONNX in ONNX
-Runtime (``onnx_*``), their largest gap, INT8/FP32 bytes.  ``summary`` groups rows over
-seeds (mean and standard deviation, as the study reports them).
+Runtime (``onnx_*``), both on the split named in ``split`` (test: reported only), the
+simulation on the val split (``sim_val_*``: what selections are made on), their largest
+gap, INT8/FP32 bytes (FP32: the candidate's own FP32 model, pruned widths for a pruned one).
+``summary`` groups rows over seeds (mean and standard deviation, as the study reports them).
 """
 from __future__ import annotations
 
@@ -13,13 +15,14 @@ from pathlib import Path
 
 METRICS = ("ap", "nme", "top_box_iou", "missed", "psnr", "ssim")
 GROUP = ("candidate", "model", "method", "bits")
+SOURCES = ("sim", "onnx", "sim_val")
 
 
 def flat(row: dict) -> dict:
-    out = {k: row.get(k) for k in (*GROUP, "seed")}
-    for src in ("sim", "onnx"):
+    out = {k: row.get(k) for k in (*GROUP, "seed", "split")}
+    for src in SOURCES:
         for k in METRICS:
-            v = row.get(src, {}).get(k)
+            v = (row.get(src) or {}).get(k)
             if v is not None:
                 out[f"{src}_{k}"] = v
     out["max_gap"] = row.get("max_gap")
@@ -43,7 +46,9 @@ def write(rows: list[dict], out: Path, stem: str = "results") -> list[dict]:
         w.writerows(table)
     summary = summarize(table)
     scols = list(dict.fromkeys(k for r in summary for k in r))
-    lines = ["# Quantization results", "", "Per run (sim = AIMET/NNCF simulation in torch, onnx = ONNX Runtime):", "",
+    lines = ["# Quantization results", "",
+             "Per run (sim = AIMET/NNCF simulation in torch, onnx = ONNX Runtime, both on the `split` column's split; "
+             "sim_val = the simulation on val, where choices are made):", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in table]
     lines += ["", "Mean ± std over seeds:", "", "| " + " | ".join(scols) + " |", "|" + "---|" * len(scols)]
@@ -61,7 +66,7 @@ def summarize(table: list[dict]) -> list[dict]:
     for key, rs in groups.items():
         row = dict(zip(GROUP, key))
         row["seeds"] = len(rs)
-        for c in (f"{s}_{m}" for s in ("sim", "onnx") for m in METRICS):
+        for c in (f"{s}_{m}" for s in SOURCES for m in METRICS):
             vals = [r[c] for r in rs if isinstance(r.get(c), (int, float)) and not math.isnan(r[c])]
             if vals:
                 mean = sum(vals) / len(vals)

@@ -1,0 +1,186 @@
+"""Split discipline and intervals: choices on val (never test), bootstrap intervals in metrics.json.
+
+A tiny end-to-end run of the stage (32 px images, 8 per split, tiny nets, two PTQ cells for the enhancer (AdaRound off/on), one elsewhere,
+one-epoch QAT / joint QAT) checks that rows say which split each figure is from, that the
+PTQ cell QAT starts from is the best on val, and that the intervals exist and bracket their value.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import types
+
+import cv2
+import numpy as np
+import pytest
+
+from shared.manifest import MissingInput
+from shared.selection import SelectionError
+from stages.quantize import methods, steps
+from stages.quantize.tests.conftest import TINY
+
+VARIANTS = ("0", "1", "2", "0_noisy", "1_noisy")
+SIZE = 32
+
+
+def _split(root, name, n, seed):
+    d = root / name
+    (d / "images").mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(n):
+        clean = np.full((SIZE, SIZE, 3), 40, np.uint8)
+        x1, y1 = int(rng.integers(0, 8)), int(rng.integers(0, 8))
+        x2, y2 = x1 + 20, y1 + 22
+        cv2.ellipse(clean, ((x1 + x2) // 2, (y1 + y2) // 2), (10, 11), 0, 0, 360, (150, 170, 210), -1)
+        imgs = {"0": clean, "1": clean // 4, "2": clean // 8}
+        noise = rng.normal(0, 8, clean.shape)
+        imgs["0_noisy"] = np.clip(clean + noise, 0, 255).astype(np.uint8)
+        imgs["1_noisy"] = np.clip(clean // 4 + noise, 0, 255).astype(np.uint8)
+        paths = {}
+        for v in VARIANTS:
+            paths[v] = f"images/{i:03d}_{v}.png"
+            cv2.imwrite(str(d / paths[v]), imgs[v])
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        kps = [[cx - 4, cy - 3], [cx + 4, cy - 3], [cx, cy], [cx - 3, cy + 5], [cx + 3, cy + 5]]
+        records.append({"images": paths, "faces": [{"box": [x1, y1, x2, y2], "landmarks": kps}]})
+    (d / "index.json").write_text(json.dumps(records))
+
+
+def _dataset(root, val=True):
+    for k, name in enumerate(("train", "test", "calibration") + (("val",) if val else ())):
+        _split(root, name, 8, k)
+    return root
+
+
+# a "pruned" chain: narrower than the TINY base it records (the bundle loader conforms the layers)
+NARROW = {"input_size": 32, "enhancer": {"channels": [4, 6, 6, 6], "enc_blocks": [1, 1, 1, 1], "kernel": 3},
+          "denoiser": {"channels": [4, 6, 8, 6], "enc_blocks": [1, 1, 1, 1], "kernel": 3},
+          "detector": {"stage_channels": [[3, 4, 4], [4, 6], [6, 6], [6, 6], [6, 6], [6, 6]], "feat_channels": 6}}
+MADE_BY = {"stage": "prune", "method": "joint", "ratio": 0.25}
+
+
+def _candidate(root, pipe, arch=TINY, made_by=None):
+    """An upstream output as a model bundle (base: TINY), plus the older models.json format."""
+    from shared.models.bundle import save_bundle
+    save_bundle(root, pipe, TINY, made_by or {"stage": "train", "method": "fp32"})
+    (root / "models.json").write_text(json.dumps(arch))
+    return root
+
+
+CONFIG = """run: t
+eval: {batch: 4}
+quantize:
+  models: [enhancer, denoiser, detector, pipeline]
+  ptq: {techniques: [none], adaround: [false, true], adaround_models: [enhancer], adaround_iterations: 2,
+        seeds: [0], bitwidths: [W8A8], quant_scheme: min_max, calibration_images: 4}
+  qat: {epochs: 1, batch_size: 4, limit: 4}
+  inq: {enabled: false}
+  nncf: {enabled: false}
+  joint: {epochs: 1, batch_size: 4, limit: 4}
+  bench: {runs: 1, ort_calibration_images: 2}
+  intervals: {n_boot: 200}
+"""
+
+
+@pytest.fixture()
+def one_thread():
+    """Tiny convolutions run several times faster on one thread than on contended cores."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _ctx(tmp_path, data, stage, root, extra=""):
+    from shared.config import load_config
+    (tmp_path / "c.yaml").write_text(CONFIG + extra)
+    config = load_config(tmp_path / "c.yaml")
+    out = tmp_path / "out"
+    out.mkdir()
+    inputs = {"dataset": data, stage: root}
+    return types.SimpleNamespace(cfg=config["quantize"], config=config, out=out, run_dir=tmp_path, seed=0,
+                                 log=logging.getLogger("test.quantize"), inputs=inputs,
+                                 input=lambda s: inputs[s], input_manifests={s: {} for s in inputs})
+
+
+def _entry(method, val_ap, test_ap):
+    return {"row": {"candidate": "c", "model": "pipeline", "method": method, "seed": 0, "split": "test",
+                    "sim": {"ap": test_ap}, "sim_val": {"ap": val_ap}}}
+
+
+def test_selection_refuses_test_and_uses_val():
+    entries = [_entry("ptq:none", 0.6, 0.9), _entry("ptq:cle", 0.7, 0.5)]
+    assert methods.choose("pipeline", entries)["row"]["method"] == "ptq:cle"     # best on val, not on test
+    with pytest.raises(SelectionError, match="test split is only ever reported"):
+        methods.choose("pipeline", entries, "test")
+    with pytest.raises(SelectionError, match="not measured on the 'val' split"):
+        methods.choose("pipeline", [*entries, {"row": {**entries[0]["row"], "sim_val": None}}])
+    rec = methods.selection_record("pipeline", entries[1], entries)
+    assert rec["selected_on"] == "val" and rec["val_ap"] == 0.7 and rec["test_ap"] == 0.5
+
+
+def test_folder_names_are_filesystem_safe():
+    assert methods.folder_name("train-fp32") == "train-fp32"
+    a, b = methods.folder_name("prune-joint/ratio 0.5"), methods.folder_name("prune-joint ratio/0.5")
+    assert "/" not in a and " " not in a and a != b
+    assert methods.folder_name("..") not in (".", "..", "")
+
+
+def test_dataset_without_val_fails_with_one_line(tmp_path, tiny_pipe):
+    data = _dataset(tmp_path / "dataset", val=False)
+    ctx = _ctx(tmp_path, data, "train", _candidate(tmp_path / "train", tiny_pipe))
+    with pytest.raises(MissingInput) as e:
+        steps.run(ctx)
+    msg = str(e.value)
+    assert "\n" not in msg and f"{data / 'val'}/ missing" in msg and "no val split" in msg
+
+
+def test_tiny_run_selects_on_val_and_reports_intervals(tmp_path, one_thread):
+    """A pruned candidate (narrower than its base config) through the whole stage."""
+    import torch
+    from shared.models import build_models
+    torch.manual_seed(0)
+    pruned = build_models(NARROW).eval()
+    _candidate(tmp_path / "prune" / "joint_r25", pruned, NARROW, MADE_BY)
+    ctx = _ctx(tmp_path, _dataset(tmp_path / "dataset"), "prune", tmp_path / "prune",
+               "  candidates: [{stage: prune, kind: joint_r25}]\n")
+    steps.run(ctx)
+    m = json.loads((ctx.out / "metrics.json").read_text())
+    rows = m["rows"]
+    assert all(r["split"] == "test" for r in rows)
+    ptq = [r for r in rows if r["method"].startswith("ptq:")]
+    assert [r["model"] for r in ptq] == ["enhancer", "enhancer", "denoiser", "detector", "pipeline"]
+    assert all(r["sim_val"] and ("ap" in r["sim_val"] or "psnr" in r["sim_val"]) for r in ptq)
+    cand = "prune-joint_r25"
+    sel = m["selection"][cand]
+    assert set(sel) == {"enhancer", "denoiser", "detector", "pipeline"}
+    for name, rec in sel.items():
+        key = rec["metric"]
+        cells = [r for r in rows if r["model"] == name and r["method"].startswith("ptq:")]
+        best = max(r["sim_val"][key] for r in cells)
+        assert rec["selected_on"] == "val" and rec["val_" + key] == best
+        assert next(r for r in cells if r["cell"] == rec["chosen_cell"])["sim_val"][key] == best
+    assert m["splits"] == {"reported": "test", "selected_on": "val", "n_images": {"test": 8, "val": 8}}
+    assert m["joint_vs_independent"][cand]["ptq_best_cell"] == sel["pipeline"]["chosen_cell"]
+    by = {r["method"]: r for r in rows if r["model"] == "pipeline"}
+    j = m["joint_vs_independent"][cand]
+    for key, src in (("ap_diff", "onnx"), ("ap_diff_sim", "sim")):
+        d = j[key]
+        assert d["lo"] <= d["value"] <= d["hi"] and d["n_images"] == 8 and d["n_boot"] == 200
+        assert d["value"] == pytest.approx(by["joint_qat"][src]["ap"] - by["independent_qat_chained"][src]["ap"])
+    v = m["int8_vs_fp32"][cand]
+    assert v["selection"]["selected_on"] == "val" and v["split"] == "test"
+    for key in ("ap_diff", "ap_diff_sim", "int8_ap", "fp32_ap"):
+        assert v[key]["lo"] <= v[key]["value"] <= v[key]["hi"]
+    assert v["fp32_ap"]["value"] == pytest.approx(by["fp32"]["onnx"]["ap"])
+    assert v["ap_diff"]["value"] == pytest.approx(by[v["int8"]]["onnx"]["ap"] - by["fp32"]["onnx"]["ap"])
+    c = m["candidates"][cand]
+    assert c["made_by"] == MADE_BY and c["folder"] == cand and (ctx.out / cand / "pipeline" / "fp32.onnx").is_file()
+    assert c["params"] == {p: sum(t.numel() for t in getattr(pruned, p).parameters()) for p in c["params"]}
+    from stages.quantize import onnx_io       # FP32 bytes: the pruned candidate's own export
+    assert by["ptq:none"]["fp32_bytes"] == onnx_io.weight_bytes(ctx.out / cand / "pipeline" / "fp32.onnx")["weight_bytes"]
+    assert 0 < by["ptq:none"]["int8_bytes"] < by["ptq:none"]["fp32_bytes"]
+    header = (ctx.out / "results.csv").read_text().splitlines()[0].split(",")
+    assert {"split", "sim_val_ap", "onnx_ap"} <= set(header)
