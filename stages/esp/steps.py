@@ -33,13 +33,22 @@ CHAIN = ("enhancer", "denoiser", "yunet")
 
 
 def resolve_candidates(ctx) -> dict:
+    """{name: folder of the candidate's ONNX files}: 'train', 'prune/<variant>' (the prune stage's
+    variants/<variant>/, e.g. prune/joint_l2_r50) or any '<stage>/<subdir>'."""
     out = {}
     for c in ctx.cfg["candidates"]:
         stage, _, sub = c.partition("/")
         root = ctx.input(stage)  # raises naming stages/pipeline.yaml when not a dependency
         if ctx.input_manifests[stage].get("skipped"):
             continue
-        out[c.replace("/", "_")] = root / sub if sub else root
+        src = root / sub if sub else root
+        if sub and not src.is_dir() and (root / "variants" / sub).is_dir():
+            src = root / "variants" / sub
+        if not src.is_dir():
+            have = sorted(d.name for d in (root / "variants").iterdir() if d.is_dir()) if (root / "variants").is_dir() else []
+            raise FileNotFoundError(f"esp.candidates: '{c}': no folder {src}"
+                                    + (f"; {stage} variants: {', '.join(have)}" if have else ""))
+        out[c.replace("/", "_")] = src
     return out
 
 

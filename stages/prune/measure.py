@@ -4,7 +4,10 @@ Files per variant (``variants/<name>/``), the same names and I/O as the train st
   enhancer.onnx, denoiser.onnx   [1,3,H,W] float [0,1] -> output
   yunet.onnx                     [1,3,H,W] raw 0..255 BGR -> cls_8 .. kps_32 (OpenCV layout)
   pipeline.onnx                  [1,3,H,W] float [0,1] -> cls_8 .. kps_32
-  pipeline.pth                   the whole (pruned) Pipeline module: ``torch.load(f, weights_only=False)``
+  bundle.json + enhancer.pt, denoiser.pt, detector.pt
+                                 the (pruned) chain as a model bundle (shared/models/bundle.py):
+                                 ``load_bundle(dir)`` rebuilds it at its pruned widths; ``made_by``
+                                 says how (``made_by`` below)
   metrics.json                   the row below, with the per-model cost
 """
 from __future__ import annotations
@@ -19,7 +22,11 @@ from shared.data import Split
 from shared.evaluation import Protocol, evaluate_detection, evaluate_restoration
 from shared.metrics.cost import artifact_bytes, count_macs, count_params
 from shared.models import OUTPUT_NAMES
+from shared.models.bundle import save_bundle
 from shared.models.export import check_parity, export_onnx
+
+# per-step histories stay in metrics.json; the bundle says what was done and what it costs
+_HISTORY_KEYS = ("history", "finetune")
 
 
 def cost(pipe, size) -> dict:
@@ -78,21 +85,30 @@ def report_entries(rel_dir: str, metrics: dict) -> tuple[list[dict], dict | None
     return files, chain
 
 
+def made_by(name: str, info: dict, row: dict, c: dict) -> dict:
+    """The bundle's ``made_by`` of a variant: stage, variant name, how it was built (mode, ratio,
+    importance, steps, loss weights, seconds, EDGY job, sparsity ...) and the measured cost."""
+    return {"stage": "prune", "variant": name, "method": info.get("mode"),
+            **{k: v for k, v in info.items() if k not in _HISTORY_KEYS},
+            "params": row["params"], "macs": row["macs"],
+            "cost": {p: c[p] for p in ("enhancer", "denoiser", "detector", "pipeline") if p in c}}
+
+
 def measure(name: str, pipe, test: Split, proto: Protocol, size, out: Path, opset: int, probe,
             extra: dict | None = None, save: bool = True, per_model: bool = True) -> dict:
-    """Evaluate, export (if ``save``) and write ``metrics.json``; returns the table row."""
+    """Evaluate, export and write the bundle (if ``save``), write ``metrics.json``; returns the metrics."""
     pipe = pipe.cpu().eval()
     out.mkdir(parents=True, exist_ok=True)
     c = cost(pipe, size)
     ev = evaluate(pipe, test, proto, per_model=save and per_model)
     onnx = export(pipe, out, size, opset, probe, per_model) if save else {}
-    if save:
-        torch.save(pipe, out / "pipeline.pth")
     det = ev["detection"]
     row = {"variant": name, "ap": det["ap"], "nme": det["nme"], "iou": det["top_box_iou"], "missed": det["missed"],
            "psnr": ev["restoration_chain"]["psnr"], "params": c["pipeline"]["params"],
            "macs": c["pipeline"]["macs"], "bytes": onnx.get("pipeline", {}).get("bytes"),
            "bytes_deflate": onnx.get("pipeline", {}).get("bytes_deflate")}
     metrics = {"row": row, "cost": c, "eval": ev, "onnx": onnx, **(extra or {})}
+    if save:
+        save_bundle(out, pipe, None, made_by(name, extra or {}, row, c))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
     return metrics

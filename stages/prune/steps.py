@@ -22,10 +22,9 @@ from shared.edgy import load_edgy
 
 
 def load_fp32(train_dir):
-    pipe = build_models(json.loads((train_dir / "models.json").read_text()))
-    for name in ("enhancer", "denoiser", "detector"):
-        getattr(pipe, name).load_state_dict(torch.load(train_dir / f"{name}.pt", map_location="cpu"))
-    return pipe.eval()
+    """The train stage's bundle (CPU, eval; ``base_config`` set, so pruned copies save as bundles)."""
+    from shared.models.bundle import load_bundle
+    return load_bundle(train_dir)[0]
 
 
 def pick_device(requested: str) -> torch.device:

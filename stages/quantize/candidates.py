@@ -1,24 +1,24 @@
 """FP32 candidates from upstream stages and the unit that gets quantized.
 
-A candidate is ``{stage, kind}`` from ``quantize.candidates`` (e.g. ``{stage: train,
-kind: fp32}``; later ``{stage: prune, kind: ...}``): its output dir must hold
-``models.json`` (``build_models`` config) and ``enhancer.pt``/``denoiser.pt``/
-``detector.pt`` state dicts (a ``<kind>/`` subfolder is used when it exists, so the
-prune stage can ship several variants).  ``unit(pipe, name)`` gives the module to
-quantize for ``enhancer|denoiser|detector|pipeline`` with its input scale and a
-calibration tensor maker.
+A candidate is ``{stage, kind}`` from ``quantize.candidates``; each names a model bundle
+(``shared/models/bundle.py``: ``bundle.json`` + ``enhancer.pt``/``denoiser.pt``/``detector.pt``):
+
+  ``{stage: train, kind: fp32}``          the stage's own bundle (``<train out>/``)
+  ``{stage: prune, kind: <variant>}``     ``<prune out>/variants/<variant>/`` (the names of
+                                          stages/prune/steps.py ``plan()``, e.g. joint_l2_r50)
+
+(``<out>/<kind>/`` is also accepted.)  The stage must be a dependency of quantize in
+stages/pipeline.yaml.  Pruned bundles load at their pruned widths.  ``unit(pipe, name)``
+gives the module to quantize for ``enhancer|denoiser|detector|pipeline``.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from shared.models import build_models
-
-PARTS = ("enhancer", "denoiser", "detector")
+from shared.models.bundle import PARTS, BundleError, is_bundle, load_bundle
 
 
 class CandidateError(ValueError):
@@ -36,36 +36,47 @@ class Candidate:
         return f"{self.stage}-{self.kind}"
 
 
+def places(root: Path, kind: str) -> list[Path]:
+    """Where the bundle of ``kind`` may lie in a stage's output dir, in order."""
+    return ([root] if kind == "fp32" else []) + [root / "variants" / kind, root / kind]
+
+
+def available(root: Path) -> list[str]:
+    """The kinds a stage's output dir offers (``fp32`` for its own bundle, then its variants)."""
+    kinds = ["fp32"] if is_bundle(root) else []
+    for sub in (root / "variants", root):
+        if sub.is_dir():
+            kinds += sorted(d.name for d in sub.iterdir() if d.is_dir() and is_bundle(d) and d.name not in kinds)
+    return kinds
+
+
 def resolve(ctx, entries) -> list[Candidate]:
     out = []
     for i, e in enumerate(entries):
         if not isinstance(e, dict) or set(e) - {"stage", "kind"} or "stage" not in e:
             raise CandidateError(f"quantize.candidates[{i}]: must be a mapping {{stage, kind}}, got {e!r}")
-        stage, kind = e["stage"], e.get("kind", "fp32")
-        root = ctx.input(stage)  # MissingInput when the stage is not a declared dependency
+        stage, kind = e["stage"], str(e.get("kind", "fp32"))
+        root = Path(ctx.input(stage))  # MissingInput when the stage is not a declared dependency
         if ctx.input_manifests.get(stage, {}).get("skipped"):
             ctx.log.warning("candidate %s: upstream stage skipped, ignored", stage)
             continue
-        sub = root / kind
-        out.append(Candidate(stage, kind, sub if (sub / "models.json").exists() else root))
+        found = next((p for p in places(root, kind) if is_bundle(p)), None)
+        if found is None:
+            have = available(root)
+            raise CandidateError(
+                f"quantize.candidates[{i}] {{stage: {stage}, kind: {kind}}}: no model bundle at "
+                f"{' or '.join(str(p) for p in places(root, kind))}; {stage} offers: "
+                f"{', '.join(have) if have else 'none (no bundle.json under ' + str(root) + ')'}")
+        out.append(Candidate(stage, kind, found))
     return out
 
 
 def load(cand: Candidate) -> torch.nn.Module:
-    """The FP32 Pipeline of a candidate (CPU, eval)."""
-    cfg_path = cand.root / "models.json"
-    if not cfg_path.exists():
-        raise CandidateError(f"{cfg_path}: missing (candidate {cand.name} has no build_models config)")
+    """The FP32 Pipeline of a candidate (CPU, eval), at the widths its bundle records."""
     try:
-        pipe = build_models(json.loads(cfg_path.read_text()))
-    except (json.JSONDecodeError, KeyError, ValueError) as e:
-        raise CandidateError(f"{cfg_path}: cannot build models ({e})") from None
-    for part in PARTS:
-        p = cand.root / f"{part}.pt"
-        if not p.exists():
-            raise CandidateError(f"{p}: missing state dict for {part}")
-        getattr(pipe, part).load_state_dict(torch.load(p, map_location="cpu", weights_only=True))
-    return pipe.eval()
+        return load_bundle(cand.root)[0]
+    except BundleError as e:
+        raise CandidateError(f"candidate {cand.name}: {e}") from None
 
 
 def unit(pipe, name: str) -> torch.nn.Module:

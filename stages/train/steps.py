@@ -1,7 +1,9 @@
 """``run(ctx)``: train enhancer, denoiser and YuNet; chain them; export; evaluate by the shared protocol.
 
 Outputs (``<run>/train/``):
-  enhancer.pt denoiser.pt detector.pt   state dicts (+ models.json: how to rebuild them)
+  bundle.json + enhancer.pt, denoiser.pt, detector.pt
+                                         the FP32 chain as a model bundle (shared/models/bundle.py):
+                                         ``load_bundle(<run>/train)`` rebuilds it; prune/quantize read it
   *.onnx                                 see stages/train/export.py
   detector_mmdet/                        mmdet work dir (config, log, checkpoint)
   metrics.json, curves.png, samples.png
@@ -18,6 +20,7 @@ from shared.drawing import draw_detections
 from shared.evaluation import Protocol, detect, evaluate_detection, evaluate_restoration
 from shared.metrics.cost import count_macs, count_params
 from shared.models import build_models
+from shared.models.bundle import save_bundle
 from stages.train import plots
 from stages.train.amp import Amp, pick_device
 from stages.train.export import export_all, opencv_check
@@ -65,9 +68,12 @@ def run(ctx) -> dict:
     pipe.detector.load_state_dict(detector.state_dict())
     pipe = pipe.cpu().eval()
 
-    for name in ("enhancer", "denoiser", "detector"):
-        torch.save(getattr(pipe, name).state_dict(), ctx.out / f"{name}.pt")
-    (ctx.out / "models.json").write_text(json.dumps(model_config(cfg, size), indent=2) + "\n")
+    save_bundle(ctx.out, pipe, model_config(cfg, size), {
+        "stage": "train", "method": "fp32", "seed": ctx.seed, "precision": amp.describe(), "device": device.type,
+        "enhancer": {"loss": "psnr", "source": "_1", "target": "_0", **_brief(cfg["restoration"])},
+        "denoiser": {"loss": "psnr", "source": "_0_noisy", "target": "_0", **_brief(cfg["restoration"])},
+        "detector": {"trainer": "mmdet", **_brief(cfg["detector"])},
+        "seconds": {k: round(v, 1) for k, v in timings.items()}})
 
     proto = Protocol.from_config(ctx.config)
     log.info("evaluating on %d test images (%s)", len(test), proto.variant)
@@ -104,6 +110,11 @@ def run(ctx) -> dict:
              restoration["enhancer"]["psnr"], restoration["enhancer"]["psnr_input"],
              restoration["denoiser"]["psnr"], restoration["denoiser"]["psnr_input"])
     return {"metrics": metrics}
+
+
+def _brief(section: dict) -> dict:
+    """The scalar settings of a config section (epochs, batch size, lr ...) for ``made_by``."""
+    return {k: v for k, v in section.items() if isinstance(v, (int, float, str, bool)) or v is None}
 
 
 def _samples(pipe, split, proto, n, path) -> None:

@@ -31,21 +31,24 @@ def test_gap_scales_psnr_and_skips_nan():
 
 
 
-def test_candidate_round_trip(tmp_path, tiny_pipe):
-    """A train-style output dir (models.json + state dicts) loads back into the same Pipeline."""
-    import json
+def _ctx(roots: dict):
     import logging
     import types
+    return types.SimpleNamespace(input=lambda s: roots[s], input_manifests={s: {} for s in roots},
+                                 log=logging.getLogger("t"))
 
+
+def test_candidate_round_trip(tmp_path, tiny_pipe):
+    """The train stage's bundle loads back into the same Pipeline; a broken one names the file."""
     import torch
 
+    from shared.models.bundle import save_bundle
     from stages.quantize import candidates
     from stages.quantize.tests.conftest import TINY
-    (tmp_path / "models.json").write_text(json.dumps(TINY))
-    for part in candidates.PARTS:
-        torch.save(getattr(tiny_pipe, part).state_dict(), tmp_path / f"{part}.pt")
-    ctx = types.SimpleNamespace(input=lambda s: tmp_path, input_manifests={"train": {}}, log=logging.getLogger("t"))
+    save_bundle(tmp_path, tiny_pipe, TINY, {"stage": "train", "method": "fp32"})
+    ctx = _ctx({"train": tmp_path})
     (cand,) = candidates.resolve(ctx, [{"stage": "train", "kind": "fp32"}])
+    assert cand.root == tmp_path and cand.name == "train-fp32"
     pipe = candidates.load(cand)
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
@@ -53,5 +56,41 @@ def test_candidate_round_trip(tmp_path, tiny_pipe):
     with pytest.raises(candidates.CandidateError, match=r"quantize.candidates\[0\]: must be a mapping"):
         candidates.resolve(ctx, [{"stage": "train", "flavour": "x"}])
     (tmp_path / "detector.pt").unlink()
-    with pytest.raises(candidates.CandidateError, match="detector.pt: missing state dict"):
+    with pytest.raises(candidates.CandidateError, match="candidate train-fp32: .*detector.pt: missing state dict"):
         candidates.load(cand)
+
+
+def test_pruned_candidate(tmp_path, tiny_pipe):
+    """{stage: prune, kind: <variant>} is <prune out>/variants/<variant>/, loaded at its narrower widths;
+    a variant prune did not write fails naming the entry and listing the ones it did."""
+    import copy
+
+    import torch
+
+    from shared.models import build_models
+    from shared.models.bundle import save_bundle
+    from stages.quantize import candidates
+    from stages.quantize.tests.conftest import TINY
+    narrow = {**TINY, "enhancer": {**TINY["enhancer"], "channels": [3, 6, 5, 7]},
+              "detector": {**TINY["detector"], "stage_channels": [[3, 4, 3], [3, 6], [6, 5], [5, 6], [6, 6], [6, 6]]}}
+    torch.manual_seed(1)
+    pruned = build_models(narrow).eval()          # the shapes torch-pruning leaves behind
+    pruned.base_config = copy.deepcopy(TINY)      # what load_bundle sets on the FP32 chain prune copies
+    train, prune = tmp_path / "train", tmp_path / "prune"
+    save_bundle(train, tiny_pipe, TINY, {"stage": "train", "method": "fp32"})
+    save_bundle(prune / "variants" / "joint_l2_r50", pruned, None, {"stage": "prune", "mode": "joint"})
+    (prune / "variants" / "fp32").mkdir()        # prune's FP32 row: metrics only, no bundle
+    save_bundle(prune / "variants" / "independent_l2_r50", pruned, None, {"stage": "prune"})
+    ctx = _ctx({"train": train, "prune": prune})
+    cands = candidates.resolve(ctx, [{"stage": "train", "kind": "fp32"}, {"stage": "prune", "kind": "joint_l2_r50"}])
+    assert [c.name for c in cands] == ["train-fp32", "prune-joint_l2_r50"]
+    assert cands[1].root == prune / "variants" / "joint_l2_r50"
+    pipe = candidates.load(cands[1])
+    assert pipe.enhancer.stem[0].out_channels == 3
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(pipe(x), pruned(x)))
+    with pytest.raises(candidates.CandidateError,
+                       match=r"quantize.candidates\[1\] \{stage: prune, kind: joint_l2_r30\}: no model bundle at .*; "
+                             r"prune offers: independent_l2_r50, joint_l2_r50$"):
+        candidates.resolve(ctx, [{"stage": "train"}, {"stage": "prune", "kind": "joint_l2_r30"}])
