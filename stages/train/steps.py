@@ -61,7 +61,8 @@ def run(ctx) -> dict:
 
     from stages.train.detector_mmdet import train_detector  # needs mmdet: only in the train image
     t0 = time.time()
-    det_cfg = {**cfg["detector"], "input_size": list(size), "amp": cfg["amp"], "seed": ctx.seed,
+    loss_w = {k: v for k, v in cfg["detector"]["loss"].items() if v is not None}  # null: YuNetLoss's default
+    det_cfg = {**cfg["detector"], "loss": loss_w, "input_size": list(size), "amp": cfg["amp"], "seed": ctx.seed,
                "device": device.type}
     detector, history["detector"] = train_detector(data, ctx.out / "detector_mmdet", det_cfg, log)
     timings["detector"] = time.time() - t0

@@ -75,7 +75,7 @@ def test_perfect_prediction_has_no_box_or_landmark_loss():
 def test_weights_scale_terms():
     outs = shifted(perfect_outputs())
     base = YuNetLoss()(outs, [GT_BOX], [GT_KPS], SIZE)
-    double = YuNetLoss(w_bbox=10.0, w_kps=0.2, w_cls=2.0, w_obj=2.0)(outs, [GT_BOX], [GT_KPS], SIZE)
+    double = YuNetLoss(w_bbox=10.0, w_kps=2 * YuNetLoss().w_kps, w_cls=2.0, w_obj=2.0)(outs, [GT_BOX], [GT_KPS], SIZE)
     for k in ("loss_bbox", "loss_kps", "loss_cls", "loss_obj"):
         assert float(double[k]) == pytest.approx(2 * float(base[k]), rel=1e-5), k
 
