@@ -25,11 +25,17 @@ class CandidateError(ValueError):
     pass
 
 
+ROLES = ("jmmc", "independent")
+KEYS = {"stage", "kind", "role", "models"}
+
+
 @dataclass
 class Candidate:
     stage: str
     kind: str
     root: Path
+    role: str | None = None              # jmmc | independent: what the report's JMMC table compares
+    models: tuple[str, ...] | None = None  # units quantized for this candidate (None: quantize.models)
 
     @property
     def name(self) -> str:
@@ -53,13 +59,25 @@ def available(root: Path) -> list[str]:
 def resolve(ctx, entries) -> list[Candidate]:
     out = []
     for i, e in enumerate(entries):
-        if not isinstance(e, dict) or set(e) - {"stage", "kind"} or "stage" not in e:
-            raise CandidateError(f"quantize.candidates[{i}]: must be a mapping {{stage, kind}}, got {e!r}")
+        if not isinstance(e, dict) or set(e) - KEYS or "stage" not in e:
+            raise CandidateError(f"quantize.candidates[{i}]: must be a mapping {{stage, kind, role, models}}, "
+                                 f"got {e!r}")
+        if e.get("role") not in (None, *ROLES):
+            raise CandidateError(f"quantize.candidates[{i}].role: {e['role']!r} is not one of {list(ROLES)}")
+        models = e.get("models")
+        if models is not None and (not isinstance(models, list) or not models):
+            raise CandidateError(f"quantize.candidates[{i}].models: a non-empty list, got {models!r}")
         stage, kind = e["stage"], str(e.get("kind", "fp32"))
         root = Path(ctx.input(stage))  # MissingInput when the stage is not a declared dependency
         if ctx.input_manifests.get(stage, {}).get("skipped"):
             ctx.log.warning("candidate %s: upstream stage skipped, ignored", stage)
             continue
+        if kind.startswith("@"):  # an alias the upstream stage resolved, e.g. prune's @budget
+            aliases = (ctx.input_manifests.get(stage, {}).get("metrics") or {}).get("aliases") or {}
+            if kind[1:] not in aliases:
+                raise CandidateError(f"quantize.candidates[{i}] {{stage: {stage}, kind: {kind}}}: {stage} "
+                                     f"defines no alias {kind[1:]!r} (it has: {', '.join(aliases) or 'none'})")
+            kind = str(aliases[kind[1:]])
         found = next((p for p in places(root, kind) if is_bundle(p)), None)
         if found is None:
             have = available(root)
@@ -67,7 +85,7 @@ def resolve(ctx, entries) -> list[Candidate]:
                 f"quantize.candidates[{i}] {{stage: {stage}, kind: {kind}}}: no model bundle at "
                 f"{' or '.join(str(p) for p in places(root, kind))}; {stage} offers: "
                 f"{', '.join(have) if have else 'none (no bundle.json under ' + str(root) + ')'}")
-        out.append(Candidate(stage, kind, found))
+        out.append(Candidate(stage, kind, found, e.get("role"), tuple(models) if models else None))
     return out
 
 

@@ -69,17 +69,18 @@ def run(ctx) -> dict:
         t0 = time.time()
         pipe = candidates.load(cand)
         prov[cand.name] = _provenance(ctx, cand, pipe)
+        cmodels = grid.check_models(list(cand.models)) if cand.models else models  # the entry's own list wins
         log.info("candidate %s (%s, made by %s): %d models x %d PTQ cells", cand.name, cand.root,
-                 prov[cand.name]["made_by"], len(models), len(cells))
+                 prov[cand.name]["made_by"], len(cmodels), len(cells))
         best, qat_paths, qat_mods = {}, {}, {}
-        for name in models:
+        for name in cmodels:
             best[name] = _model(ctx, r, cand.name, name, candidates.unit(pipe, name),
                                 grid.cells_for(cells, cfg["ptq"], name), nncf_args)
             if best[name]:
                 selection.setdefault(cand.name, {})[name] = best[name]["selection"]
             if cfg["qat"]["enabled"] and name != "pipeline" and best[name]:
                 qat_mods[name], qat_paths[name] = _qat(ctx, r, cand.name, name, best[name])
-        if cfg["joint"]["enabled"] and "pipeline" in models and best.get("pipeline"):
+        if cfg["joint"]["enabled"] and "pipeline" in cmodels and best.get("pipeline"):
             joint[cand.name] = _joint(ctx, r, cand.name, pipe, best["pipeline"], qat_mods, qat_paths)
         if best.get("pipeline"):
             vs_fp32[cand.name] = _int8_vs_fp32(ctx, r, cand.name)
@@ -122,7 +123,7 @@ def _provenance(ctx, cand, pipe) -> dict:
         where = str(cand.root.relative_to(ctx.run_dir))
     except (AttributeError, ValueError):
         where = str(cand.root)
-    out = {"stage": cand.stage, "kind": cand.kind, "folder": folder_name(cand.name), "dir": where,
+    out = {"stage": cand.stage, "kind": cand.kind, "role": cand.role, "folder": folder_name(cand.name), "dir": where,
            "params": {p: int(sum(t.numel() for t in getattr(pipe, p).parameters())) for p in candidates.PARTS}}
     if is_bundle(cand.root):
         rec = read_record(cand.root)

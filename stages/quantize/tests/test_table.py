@@ -94,3 +94,21 @@ def test_pruned_candidate(tmp_path, tiny_pipe):
                        match=r"quantize.candidates\[1\] \{stage: prune, kind: joint_l2_r30\}: no model bundle at .*; "
                              r"prune offers: independent_l2_r50, joint_l2_r50$"):
         candidates.resolve(ctx, [{"stage": "train"}, {"stage": "prune", "kind": "joint_l2_r30"}])
+
+
+def test_candidate_alias_role_and_models(tmp_path, tiny_pipe):
+    """kind '@budget' is the variant the prune manifest's aliases name; role and models travel with
+    the candidate; a bad role or an unknown alias is one error naming the entry."""
+    from shared.models.bundle import save_bundle
+    from stages.quantize import candidates
+    from stages.quantize.tests.conftest import TINY
+    prune = tmp_path / "prune"
+    save_bundle(prune / "variants" / "joint_budget_r40", tiny_pipe, TINY, {"stage": "prune"})
+    ctx = _ctx({"prune": prune})
+    ctx.input_manifests["prune"] = {"metrics": {"aliases": {"budget": "joint_budget_r40"}}}
+    (c,) = candidates.resolve(ctx, [{"stage": "prune", "kind": "@budget", "role": "jmmc", "models": ["pipeline"]}])
+    assert (c.kind, c.role, c.models) == ("joint_budget_r40", "jmmc", ("pipeline",))
+    with pytest.raises(candidates.CandidateError, match=r"candidates\[0\]\.role: 'best' is not one of"):
+        candidates.resolve(ctx, [{"stage": "prune", "kind": "@budget", "role": "best"}])
+    with pytest.raises(candidates.CandidateError, match=r"prune defines no alias 'twin' \(it has: budget\)"):
+        candidates.resolve(ctx, [{"stage": "prune", "kind": "@twin"}])
