@@ -18,6 +18,10 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(Path(path).name)}" src="data:image/png;base64,{data}">'
 
 
+image = _img          # for the sections other modules render (stages/report/photos_section.py)
+esc = html.escape
+
+
 def results_table(rows: list[dict], pareto: set[str]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in COLUMNS)
     body = []
@@ -36,9 +40,12 @@ def kv_table(d: dict) -> str:
 
 
 def render(title: str, rows: list[dict], pareto: set[str], skipped: list[dict], figures: dict[str, Path],
-           chains: dict[str, dict], facts: dict, notes: list[str]) -> str:
+           chains: dict[str, dict], facts: dict, notes: list[str], top: list[str] = (),
+           bottom: list[str] = ()) -> str:
+    """``top``: HTML sections (already escaped) after the facts (the JMMC table); ``bottom``: after the
+    figures (seeds, real photos)."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>", kv_table(facts)]
+             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>", kv_table(facts), *top]
     parts.append("<h2>Results</h2><p>One row per artifact, every one measured by the shared protocol "
                  "(shared/evaluation.py) on the same test images; ★ = on the AP-vs-bytes Pareto front. "
                  "Latency: ONNX Runtime on this host's CPU, median and p90, 1 thread and all threads.</p>")
@@ -60,6 +67,7 @@ def render(title: str, rows: list[dict], pareto: set[str], skipped: list[dict], 
     parts.append("<h2>Figures</h2>")
     for caption, path in figures.items():
         parts.append(f"<h3>{html.escape(caption)}</h3>{_img(path)}")
+    parts += [b for b in bottom if b]
     parts.append("<h2>Skipped</h2>")
     if skipped:
         parts.append("<p>What did not run here, and why. Absence from the table is not a result.</p><ul>")

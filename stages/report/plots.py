@@ -53,6 +53,10 @@ def tradeoff(rows: list[dict], x_key: str, path: Path, xlabel: str, title: str) 
     stages = sorted({r["stage"] for r in pts})
     colors = {s: plt.cm.tab10(i % 10) for i, s in enumerate(stages)}
     for i, (r, x, y) in enumerate(zip(pts, xs, ys)):
+        if r.get("_ap_ci"):      # bootstrap 95 % interval of AP where the metrics carry one
+            lo, hi = r["_ap_ci"]
+            ax.errorbar(x, y, yerr=[[max(0.0, y - lo)], [max(0.0, hi - y)]], fmt="none", ecolor=colors[r["stage"]],
+                        capsize=3, lw=1, zorder=2)
         ax.scatter(x, y, marker=ROLE_MARKERS[r["role"]], color=colors[r["stage"]], s=55 if i in front else 35,
                    zorder=3, edgecolor="black" if i in front else "none", linewidth=1.2, alpha=1 if i in front else 0.7)
     for k, i in enumerate(front):
@@ -70,8 +74,9 @@ def tradeoff(rows: list[dict], x_key: str, path: Path, xlabel: str, title: str) 
         xlabel = xlabel.replace(", log", "")
         ax.ticklabel_format(axis="x", style="plain", useOffset=False)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("AP@0.5")
-    ax.set_ylim(0, min(1.02, max(0.05, max(ys) * 1.15)))
+    tops = ys + [r["_ap_ci"][1] for r in pts if r.get("_ap_ci")]
+    ax.set_ylabel("AP@0.5" + (" (whiskers: bootstrap 95 % interval, test)" if len(tops) > len(ys) else ""))
+    ax.set_ylim(0, min(1.02, max(0.05, max(tops) * 1.15)))
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
@@ -173,20 +178,38 @@ def joint_series(tables: list[Path]) -> tuple[dict[str, dict[str, list[float]]],
     return series, used
 
 
-def joint_vs_independent(tables: list[Path], path: Path) -> str | None:
-    """AP at each compression level, independent vs joint, from every table that has both."""
+def joint_vs_independent(tables: list[Path], path: Path, diffs: list[dict] = ()) -> str | None:
+    """AP at each compression level, independent vs joint, from every table that has both; with
+    ``diffs`` ({label, value, lo, hi}: joint − independent AP with its paired bootstrap interval,
+    stages/report/intervals.py) a second panel shows them as whiskers."""
+    from stages.report.intervals import forest
     series, used = joint_series(tables)
-    if not used:
+    if not used and not diffs:
         return "no prune/quantize table with an AP column, a level column and joint/independent rows"
     levels = sorted({lv for s in series.values() for lv in s}, key=lambda s: (_num(s) is None, _num(s) or 0, s))
-    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(levels) * len(series)), 4.5))
+    width_bars = max(6, 0.8 * len(levels) * len(series)) if used else 0
+    if diffs:
+        fig, axes = plt.subplots(1, 2 if used else 1, figsize=(width_bars + 8, max(4.5, 1.2 + 0.55 * len(diffs))),
+                                 squeeze=False, gridspec_kw={"width_ratios": [width_bars, 8] if used else [1]})
+        forest(axes[0][-1], list(diffs), "joint − independent ΔAP@0.5 (test), paired bootstrap 95 %")
+        axes[0][-1].set_title("joint − independent, with intervals", fontsize=10)
+        if not used:
+            fig.tight_layout()
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            return None
+        ax = axes[0][0]
+    else:
+        fig, ax = plt.subplots(figsize=(width_bars, 4.5))
     width = 0.8 / len(series)
     for j, (name, by) in enumerate(sorted(series.items())):
         labelled = False
         for i, lv in enumerate(levels):
             if by.get(lv):
                 vals = by[lv]
-                bars = ax.bar(i + (j - (len(series) - 1) / 2) * width, sum(vals) / len(vals), width,
+                mean = sum(vals) / len(vals)
+                std = (sum((v - mean) ** 2 for v in vals) / len(vals)) ** 0.5 if len(vals) > 1 else None
+                bars = ax.bar(i + (j - (len(series) - 1) / 2) * width, mean, width, yerr=std, capsize=3,
                               color=plt.cm.tab10(j % 10), label=None if labelled else name,
                               hatch="//" if name.endswith("joint") else None)
                 ax.bar_label(bars, fmt="%.3f", fontsize=7)
@@ -197,7 +220,7 @@ def joint_vs_independent(tables: list[Path], path: Path) -> str | None:
     ax.set_xticks(range(len(levels)))
     ax.set_xticklabels(levels)
     ax.set_xlabel("compression level")
-    ax.set_ylabel("AP@0.5")
+    ax.set_ylabel("AP@0.5 (mean ± std where several seeds/runs)")
     ax.set_title("independent vs joint (JMMC) compression")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

@@ -1,4 +1,5 @@
-"""The README snippet of a finished report: the whole-system results table and one plot.
+"""The README snippet of a finished report: the whole-system results table, the JMMC table, the plot,
+and the real-photos check (outside the training domain).
 
 The report stage writes ``<run>/report/README_snippet.md`` with it at the end of every run;
 ``invoke readme --config configs/demo.yaml`` (shared/pipeline/readme.py) then copies the
@@ -7,7 +8,9 @@ snippet and its plot into README.md and ``docs/figures/``.  By hand::
     python -m stages.report.readme_figures [--run demo] [--work DIR]
 
 Reads ``results.csv`` / ``results.json``; rows are the whole systems (pipeline modules and
-chains of three models); nothing is measured here.
+chains of three models); nothing is measured here.  The snippet links every figure of ``FIGURES``
+that the report made at ``figure_path(run, name)`` (``docs/figures/<run>_<name>``): whatever copies
+the snippet into README.md copies those files there (shared/pipeline/readme.py).
 """
 from __future__ import annotations
 
@@ -17,17 +20,19 @@ import sys
 from pathlib import Path
 
 from shared.stage import default_work
+from stages.report import jmmc, photos_section
 from stages.report.table import COLUMNS, markdown, read_csv, skipped_markdown
 
 SNIPPET_COLUMNS = ("artifact", "role", "precision", "ap", "nme", "top_box_iou", "missed", "psnr", "ssim",
                    "params", "macs", "weight_bytes", "bytes", "lat_1_ms", "lat_all_ms", "fps_serial", "fps_parallel")
 PLOT = "ap_vs_bytes.png"
+FIGURES = (PLOT, photos_section.FIGURE)    # report files the snippet links (copied to docs/figures/)
 SYSTEM_ROLES = ("pipeline", "chain")
 
 
-def figure_path(run: str) -> str:
-    """Where `invoke readme` puts the plot, relative to the repo root (README links it there)."""
-    return f"docs/figures/{run}_{PLOT}"
+def figure_path(run: str, name: str = PLOT) -> str:
+    """Where `invoke readme` puts a figure, relative to the repo root (README links it there)."""
+    return f"docs/figures/{run}_{name}"
 
 
 def _typed(row: dict) -> dict:
@@ -60,6 +65,12 @@ def snippet(report_dir: Path, run: str) -> str:
              markdown(rows, cols, front).rstrip("\n"), ""]
     if (report_dir / PLOT).exists():
         lines += [f"![AP@0.5 vs artifact size]({figure_path(run)})", ""]
+    if "jmmc" in info:
+        lines += ["**JMMC: the pruned + INT8 chain next to FP32 and its independent twin** (test split; "
+                  "choices made on the validation split):", "", jmmc.markdown(info["jmmc"]).rstrip("\n"), ""]
+    if "photos" in info:
+        link = figure_path(run, photos_section.FIGURE) if (report_dir / photos_section.FIGURE).exists() else None
+        lines += [photos_section.markdown(info["photos"], link).rstrip("\n").replace("## ", "### ", 1), ""]
     skipped = info.get("skipped") or []
     lines += ["Not in this table (did not run here):", "", skipped_markdown(skipped).rstrip("\n"), "",
               f"Full report: `volumes/{run}/report/report.html`.", ""]

@@ -3,9 +3,15 @@
 Outputs (``<run>/report/``):
   results.csv, results.md     one row per artifact (+ one per chain); see stages/report/table.py
   report.html                 self-contained (plots embedded as base64 PNG)
-  ap_vs_bytes.png, ap_vs_latency.png, strip.png, ptq_grid.png, joint_vs_independent.png (when data exist)
-  results.json                rows, chains, skipped, as data
-  README_snippet.md           the whole-system table + plot link for README.md (`invoke readme`)
+  ap_vs_bytes.png, ap_vs_latency.png, strip.png, ptq_grid.png, joint_vs_independent.png,
+  compressed_vs_fp32.png      (when data exist; bootstrap 95 % whiskers where the metrics carry intervals)
+  photos.png                  the photos stage's figure, copied (real photos, outside the training domain)
+  results.json                rows, chains, skipped, the JMMC table, photos, seeds, intervals, as data
+  README_snippet.md           the whole-system and JMMC tables + plot links for README.md (`invoke readme`)
+
+The JMMC table (stages/report/jmmc.py) and the AP intervals come from one detection pass per system:
+the artifacts it needs are evaluated with their per-image detections kept.  Choices upstream are made on
+the validation split; every number here is from the test split.
 """
 from __future__ import annotations
 
@@ -18,12 +24,13 @@ from tqdm import tqdm
 from shared.data import load_split, to_float
 from shared.evaluation import Protocol
 from shared.pipeline.dag import dependants, load_dag
-from stages.report import html, onnx_cost, plots, readme_figures, strip
+from stages.report import html, intervals, jmmc, onnx_cost, photos_section, plots, readme_figures, seeds, strip
 from stages.report.discover import discover, groups, is_chain, summary
 from stages.report.latency import chain_fps, host_cores, time_artifact
 from stages.report.measure import evaluate_artifact, evaluate_chain
 from stages.report.table import latency_cells, make_row, markdown, skipped_markdown, skipped_rows, write_csv
 
+JMMC_TITLE = "JMMC: pruned + INT8 chain vs FP32 and the independent twin (test split)"
 ROLE_ORDER = {"enhancer": 0, "denoiser": 1, "restoration": 2, "detector": 3, "pipeline": 4, "chain": 5, "other": 6}
 
 
@@ -39,17 +46,21 @@ def model_size(row: dict) -> float | None:
     return row["weight_bytes"] if row.get("weight_bytes") else row.get("bytes")
 
 
-def artifact_rows(stages, test, proto, lcfg, log) -> tuple[list[dict], list[tuple[str, str]]]:
+def artifact_rows(stages, test, proto, lcfg, log, keep=frozenset()) -> tuple[list[dict], list, dict]:
+    """(rows, untimed, measured): ``keep`` names the artifacts evaluated here with their per-image
+    detections kept; ``measured`` maps each to its metrics (``dets`` included)."""
     arts = [a for s in stages for a in s.artifacts]
     onnx_arts = [a for a in arts if a.external is None]
     limit = lcfg["max_artifacts"] or len(arts)
-    rows = []
+    rows, measured = [], {}
     for a in tqdm(arts, desc="artifacts", unit="file"):
         if a.external is not None:
             rows.append(external_row(a))
             continue
         c = onnx_cost.cost(a.path)
-        m = evaluate_artifact(a, test, proto, log)
+        m = evaluate_artifact(a, test, proto, log, keep_dets=a.name in keep)
+        if "dets" in m:
+            measured[a.name] = m
         timed = onnx_arts.index(a) < limit
         lat = time_artifact(a.path, a.input_range, lcfg["threads"], lcfg["warmup"], lcfg["runs"]) if timed else None
         if lat:
@@ -61,7 +72,7 @@ def artifact_rows(stages, test, proto, lcfg, log) -> tuple[list[dict], list[tupl
                              **latency_cells(lat)))
     untimed = [a.name for a in onnx_arts[limit:]]
     return rows, ([(f"host latency of {len(untimed)} artifact(s)", "report.latency.max_artifacts is "
-                    f"{lcfg['max_artifacts']}: {', '.join(untimed)}")] if untimed else [])
+                    f"{lcfg['max_artifacts']}: {', '.join(untimed)}")] if untimed else []), measured
 
 
 def external_row(a) -> dict:
@@ -101,11 +112,12 @@ def chain_rows(grp, test, proto, lcfg, log, upstream: dict[str, dict]) -> tuple[
     return rows, chains
 
 
-def figures(rows, stages, grp, test, proto, cfg, out: Path, log) -> tuple[dict, set, list]:
+def figures(rows, stages, grp, test, proto, cfg, out: Path, log, ivs: dict) -> tuple[dict, set, list]:
     figs, not_made = {}, []
     for r in rows:
         r["_size"] = model_size(r) / 1024 if model_size(r) else None
         r["_lat"] = latency_ms(r)
+        r["_ap_ci"] = ivs["ap"].get(r["artifact"])
     front = plots.tradeoff(rows, "_size", out / "ap_vs_bytes.png",
                            "model size: weights as stored, KiB (file size where unknown), log",
                            "AP@0.5 vs size (Pareto front dashed, on it: black edge)")
@@ -114,6 +126,7 @@ def figures(rows, stages, grp, test, proto, cfg, out: Path, log) -> tuple[dict, 
     for r in rows:
         r.pop("_lat")
         r.pop("_size")
+        r.pop("_ap_ci")
     for cap, f in (("AP vs bytes", "ap_vs_bytes.png"), ("AP vs latency", "ap_vs_latency.png")):
         if (out / f).exists():
             figs[cap] = out / f
@@ -128,12 +141,18 @@ def figures(rows, stages, grp, test, proto, cfg, out: Path, log) -> tuple[dict, 
     else:
         not_made.append(("plot ptq_grid.png", why))
     ij = (tables.get("prune") or []) + q
-    why = plots.joint_vs_independent(ij, out / "joint_vs_independent.png") if ij else \
-        "no prune or quantize table (those stages have not run)"
+    why = plots.joint_vs_independent(ij, out / "joint_vs_independent.png", ivs["joint"]) if ij or ivs["joint"] \
+        else "no prune or quantize table (those stages have not run)"
     if why is None:
         figs["independent vs joint"] = out / "joint_vs_independent.png"
     else:
         not_made.append(("plot joint_vs_independent.png", why))
+    why = intervals.diff_figure(ivs["fp32"], out / "compressed_vs_fp32.png",
+                                "compressed − FP32 AP@0.5 on the test split (paired bootstrap 95 % intervals)")
+    if why is None:
+        figs["compressed vs FP32, with intervals"] = out / "compressed_vs_fp32.png"
+    else:
+        not_made.append(("plot compressed_vs_fp32.png", why))
     chains = {r["group"]: r for r in rows if r["role"] == "chain" and r["group"] in grp}  # ONNX chains only
     n = min(cfg["strip"]["images"], len(test))
     if chains and n:
@@ -164,17 +183,25 @@ def run(ctx) -> dict:
     stages = discover(ctx.run_dir, list(dag), list(ctx.inputs), mine, ctx.config["eval"], reuse=not cfg["recompute"])
     log.info("upstream: %s", "; ".join(f"{s.name}: {len(s.artifacts)} ONNX" + (" (skipped)" if s.skipped else "")
                                        for s in stages))
-    rows, untimed = artifact_rows(stages, test, proto, cfg["latency"], log)
+    plan = jmmc.plan(stages)
+    rows, untimed, measured = artifact_rows(stages, test, proto, cfg["latency"], log, jmmc.keep(plan))
     grp = groups(stages)
     crow, chains = chain_rows(grp, test, proto, cfg["latency"], log,
                               {g: m for s in stages for g, m in s.chain_metrics.items()})
     rows = sorted(rows + crow, key=lambda r: ([s.name for s in stages].index(r["stage"]), r["group"],
                                               ROLE_ORDER.get(r["role"], 9), r["artifact"]))
-    figs, front, not_made = figures(rows, stages, grp, test, proto, cfg, out, log)
+    jm = jmmc.build(plan, rows, measured, test, proto, cfg["intervals"]["n_boot"], ctx.seed, log)
+    del measured       # the detections: only the intervals needed them
+    ivs = intervals.collect(stages, jm)
+    figs, front, not_made = figures(rows, stages, grp, test, proto, cfg, out, log, ivs)
+    photos = photos_section.collect(stages, out)
+    sg = seeds.groups(rows)
     skipped = skipped_rows(stages, untimed + not_made)
     write_csv(rows, out / "results.csv")
     title = f"JMMC report — run '{ctx.config['run']}'"
-    md = (f"# {title}\n\n{markdown(rows, pareto=front)}\n★ on the AP-vs-bytes Pareto front.\n\n"
+    md = (f"# {title}\n\n## {JMMC_TITLE}\n\n{jmmc.markdown(jm)}\n## Every artifact\n\n"
+          f"{markdown(rows, pareto=front)}\n★ on the AP-vs-bytes Pareto front.\n\n"
+          f"## Seeds: mean ± std\n\n{seeds.markdown(sg)}\n{photos_section.markdown(photos)}\n"
           f"## Skipped\n\n{skipped_markdown(skipped)}")
     (out / "results.md").write_text(md)
     facts = {"run": ctx.config["run"], "test images": min(len(test), proto.limit or len(test)),
@@ -188,11 +215,16 @@ def run(ctx) -> dict:
              "Weight bytes: the parameter initializers at their stored dtype (INT8 weights 1 B, INT32 biases 4 B); "
              "file bytes add the graph and, for QDQ files, the per-channel scales and zero points. The AP-vs-size "
              "plot uses weight bytes (file bytes for artifacts that do not report them).",
-             "Chain rows sum their three models' parameters, MACs and bytes."]
-    page = html.render(title, rows, front, skipped, figs, chains, facts, notes)
+             "Chain rows sum their three models' parameters, MACs and bytes.",
+             "Intervals: percentile bootstrap over the test images (shared/metrics/bootstrap.py), 95 %; differences "
+             "are paired. Upstream choices are made on the validation split; every number here is from test."]
+    top = [f"<h2>{html.esc(JMMC_TITLE)}</h2>" + jmmc.html(jm)]
+    bottom = [seeds.html(sg), photos_section.html(photos, lambda f: html.image(out / f))]
+    page = html.render(title, rows, front, skipped, figs, chains, facts, notes, top, bottom)
     (out / "report.html").write_text(page)
     (out / "results.json").write_text(json.dumps({"rows": rows, "chains": chains, "skipped": skipped,
-                                                  "pareto_ap_vs_bytes": sorted(front), "stages": summary(stages)},
+                                                  "pareto_ap_vs_bytes": sorted(front), "stages": summary(stages),
+                                                  "jmmc": jm, "photos": photos, "seeds": sg, "intervals": ivs},
                                                  indent=2, default=float) + "\n")
     (out / "README_snippet.md").write_text(readme_figures.snippet(out, ctx.config["run"]))
     final = ctx.run_dir / ctx.name / "report.html"
@@ -202,4 +234,7 @@ def run(ctx) -> dict:
     return {"metrics": {"report": str(final), "rows": len(rows), "artifacts": sum(len(s.artifacts) for s in stages),
                         "chains": chains, "pareto_ap_vs_bytes": sorted(front), "skipped": skipped,
                         "best_ap": max((r["ap"] for r in rows if r["ap"] is not None), default=None),
+                        "jmmc": {"message": jm["message"], "diffs": jm["diffs"], "split": jm["split"],
+                                 "rows": {r["key"]: {k: r[k] for k in ("ap", "ap_lo", "ap_hi", "nme", "psnr", "macs",
+                                                                       "weight_bytes")} for r in jm["rows"]}},
                         "report_seconds": round(time.time() - t0, 1)}}

@@ -129,3 +129,71 @@ def run_dir(tmp_path, eval_cfg):
         build_model(k, run / "train" / f"{k}.onnx")
     (run / "train" / "manifest.json").write_text(json.dumps(manifest("train", eval_cfg)))
     return run
+
+
+JOINT, INDEP = "prune-joint_l2_r50", "prune-independent_l2_r50"
+
+
+def write_prune_and_quantize(run: Path, eval_cfg: dict, roles: bool = True) -> dict:
+    """Fake prune + quantize outputs in the layout of stages/prune and stages/quantize: two pruned
+    variants (joint, independent) with their four ONNX files; per candidate quantize's pipeline
+    ``fp32.onnx`` and, for the joint one, ``pipeline/joint_qat.onnx``, for the independent one the
+    three ``<model>/qat.onnx``; ``quantize/metrics.json`` with rows, candidates (``role`` when
+    ``roles``), joint_vs_independent and int8_vs_fp32 carrying intervals.  Returns that metrics dict."""
+    for v, seed in (("joint_l2_r50", 3), ("independent_l2_r50", 4)):
+        for k in ("enhancer", "denoiser", "yunet", "pipeline"):
+            build_model(k, run / "prune" / "variants" / v / f"{k}.onnx", seed=seed)
+    (run / "prune" / "manifest.json").write_text(json.dumps(manifest("prune", eval_cfg)))
+    q = run / "quantize"
+    rows, cands = [], {}
+    for cand, v, role in ((JOINT, "joint_l2_r50", "jmmc"), (INDEP, "independent_l2_r50", "independent")):
+        build_model("pipeline", q / cand / "pipeline" / "fp32.onnx", seed=3 if role == "jmmc" else 4)
+        rows.append({"candidate": cand, "model": "pipeline", "method": "fp32", "bits": "FP32", "seed": 0,
+                     "split": "test", "onnx_file": f"{cand}/pipeline/fp32.onnx", "sim": {"ap": 0.3}, "onnx": {"ap": 0.3}})
+        cands[cand] = {"stage": "prune", "kind": v, "folder": cand, "dir": f"prune/variants/{v}",
+                       "made_by": {"stage": "prune", "mode": "joint" if role == "jmmc" else "independent"},
+                       **({"role": role} if roles else {})}
+    build_model("pipeline", q / JOINT / "pipeline" / "joint_qat.onnx", seed=7)
+    rows.append({"candidate": JOINT, "model": "pipeline", "method": "joint_qat", "bits": "W8A8", "seed": 0,
+                 "split": "test", "onnx_file": f"{JOINT}/pipeline/joint_qat.onnx", "sim": {"ap": 0.3}, "onnx": {"ap": 0.3}})
+    for model, kind in (("enhancer", "enhancer"), ("denoiser", "denoiser"), ("detector", "yunet")):
+        build_model(kind, q / INDEP / model / "qat.onnx", seed=8)
+        rows.append({"candidate": INDEP, "model": model, "method": "qat(ptq:none)", "bits": "W8A8", "seed": 0,
+                     "split": "test", "onnx_file": f"{INDEP}/{model}/qat.onnx",
+                     "sim": {"psnr": 20.0} if model != "detector" else {"ap": 0.2},
+                     "onnx": {"psnr": 20.0} if model != "detector" else {"ap": 0.2}})
+    rows.append({"candidate": INDEP, "model": "pipeline", "method": "independent_qat_chained", "bits": "W8A8",
+                 "seed": 0, "split": "test", "onnx_file": "chain of the three qat.onnx", "onnx": {"ap": 0.25}})
+    iv = {"value": 0.02, "lo": -0.05, "hi": 0.09, "n_boot": 100, "n_images": 4}
+    metrics = {"rows": rows, "candidates": cands,
+               "joint_vs_independent": {JOINT: {"split": "test", "ap_diff": {**iv, "a": "joint_qat",
+                                                                            "b": "independent_qat_chained"}}},
+               "int8_vs_fp32": {JOINT: {"split": "test", "int8": "joint_qat", "int8_file": f"{JOINT}/pipeline/joint_qat.onnx",
+                                        "fp32_file": f"{JOINT}/pipeline/fp32.onnx",
+                                        "int8_ap": {"value": 0.3, "lo": 0.2, "hi": 0.4},
+                                        "fp32_ap": {"value": 0.31, "lo": 0.21, "hi": 0.41},
+                                        "ap_diff": {"value": -0.01, "lo": -0.04, "hi": 0.02}}},
+               "splits": {"reported": "test", "selected_on": "val"}}
+    (q / "metrics.json").write_text(json.dumps(metrics))
+    (q / "manifest.json").write_text(json.dumps(manifest("quantize", eval_cfg)))
+    return metrics
+
+
+def write_photos(run: Path, skipped: str | None = None) -> None:
+    """A fake photos stage (stages/photos/steps.py layout): metrics.json + photos.png."""
+    d = run / "photos"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "manifest.json").write_text(json.dumps(manifest("photos", skipped=skipped)))
+    if skipped:
+        return
+    import cv2
+    cv2.imwrite(str(d / "photos.png"), np.full((20, 30, 3), 128, np.uint8))
+    res = lambda r, p, ap: {"n_ref_faces": 5, "tp": 2, "fp": 1, "recall": r, "precision": p, "ap": ap}  # noqa: E731
+    arts = [{"artifact": "train/pipeline.onnx", "kind": "fp32", "label": "FP32", "precision": "fp32",
+             "results": {"clean": res(0.8, 0.9, 0.75), "degraded": res(0.4, 0.5, 0.3)}},
+            {"artifact": "quantize/x/pipeline/joint_qat.onnx", "kind": "quantized", "label": "JMMC INT8",
+             "precision": "int8 (QDQ)", "results": {"clean": res(0.6, 0.7, 0.55), "degraded": res(0.2, None, 0.1)}}]
+    (d / "metrics.json").write_text(json.dumps({
+        "note": "OUTSIDE THE TRAINING DOMAIN: test note", "outside_training_domain": True,
+        "reference": {"labeller": "facenet-pytorch MTCNN", "photos": {"astronaut": {}, "lfw": {}}},
+        "matching": {"score_thr": 0.5}, "artifacts": arts}))
