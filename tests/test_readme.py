@@ -32,3 +32,19 @@ def test_missing_markers_or_snippet_are_named(tmp_path):
     (vols / "demo" / "report" / "README_snippet.md").write_text("x\n")
     with pytest.raises(readme.ReadmeError, match=r"README.md: markers <!-- results:demo:begin -->"):
         readme.update("demo", vols, repo)
+
+
+def test_update_copies_every_linked_figure(tmp_path):
+    """Every docs/figures/<run>_<name> the snippet links is copied from the report's <name>."""
+    from shared.pipeline import readme
+    rep = tmp_path / "vol" / "x" / "report"
+    rep.mkdir(parents=True)
+    (rep / "README_snippet.md").write_text("![a](docs/figures/x_ap_vs_bytes.png) ![p](docs/figures/x_photos.png)\n")
+    (rep / "ap_vs_bytes.png").write_bytes(b"1")
+    (rep / "photos.png").write_bytes(b"2")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "README.md").write_text("a\n<!-- results:x:begin -->\n<!-- results:x:end -->\n")
+    written = readme.update("x", tmp_path / "vol", repo)
+    assert (repo / "docs" / "figures" / "x_photos.png").read_bytes() == b"2"
+    assert len(written) == 3

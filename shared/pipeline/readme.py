@@ -1,12 +1,14 @@
 """`invoke readme`: put a run's results table and plot into README.md (nothing hand-edited).
 
 The report stage writes ``volumes/<run>/report/README_snippet.md`` and ``ap_vs_bytes.png``;
-this copies the plot to ``docs/figures/<run>_ap_vs_bytes.png`` (the README links it there,
+this copies every figure the snippet links (``docs/figures/<run>_<name>``, e.g. the AP-vs-size plot
+and the real-photos grid) from the report folder (the README links them there,
 since ``volumes/`` is never committed) and replaces the text between the README markers
 ``<!-- results:<run>:begin -->`` and ``<!-- results:<run>:end -->``.
 """
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -41,11 +43,13 @@ def update(run: str, volumes: Path, repo: Path = REPO) -> list[Path]:
     readme = repo / "README.md"
     text = splice(readme.read_text(), run, snippet_path.read_text(), str(readme))
     written = []
-    if (report / PLOT).exists():
-        fig = repo / "docs" / "figures" / f"{run}_{PLOT}"
-        fig.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(report / PLOT, fig)
-        written.append(fig)
+    # every figure the snippet links (docs/figures/<run>_<name>) comes from the report's <name>
+    for name in sorted(set(re.findall(rf"docs/figures/{re.escape(run)}_([\w.-]+\.png)", text)) | {PLOT}):
+        if (report / name).exists():
+            fig = repo / "docs" / "figures" / f"{run}_{name}"
+            fig.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(report / name, fig)
+            written.append(fig)
     tmp = readme.with_suffix(".md.tmp")
     tmp.write_text(text)
     tmp.replace(readme)
