@@ -7,6 +7,11 @@ Each loss has the ``loss(model, x, clean, boxes, kps) -> {"loss": ..., ...}`` si
 * independent detector: ``YuNetLoss`` on the clean ``_0`` images (0..255, as YuNet is fed);
 * joint (JMMC): ``shared.jmmc.JointLoss`` on the whole chain, degraded input (``_1_noisy``).
 
+Distillation (``prune.distill``): with a teacher (the frozen FP32 chain, or the FP32 model for an
+independent one) the joint loss adds its ``loss_kd_img`` / ``loss_kd_det`` terms, and an
+independent model adds the MSE of its output (restored image, or the 12 raw detector maps)
+against its FP32 self.
+
 Batches come on the CPU; the losses move them to the model's device.
 """
 from __future__ import annotations
@@ -50,18 +55,53 @@ class DetectorLoss:
         return {k: v for k, v in terms.items() if torch.is_tensor(v)}  # num_pos is a float
 
 
-class JointTerms:
-    """shared.jmmc.JointLoss with the batch moved to the chain's device."""
+class DistilledLoss:
+    """An independent model's loss + ``weight`` x MSE of its output vs its frozen FP32 teacher's
+    (restoration: the image; detector: the 12 raw maps of ``forward_train(255 x)``)."""
 
-    def __init__(self, w_det: float, w_den: float, w_lle: float, extra=None):
+    def __init__(self, part: str, teacher: torch.nn.Module, weight: float):
+        from shared.jmmc import frozen_copy
+        self.part, self.teacher, self.weight = part, frozen_copy(teacher), weight
+        self.yunet = None
+
+    def __call__(self, model, x, clean, boxes, kps) -> dict:
+        from shared.jmmc import maps_mse
+        dev = _dev(model)
+        x = x.to(dev)
+        self.teacher.to(dev)
+        if self.part == "detector":
+            if self.yunet is None:  # built on first use: needs mmdet
+                from shared.detector_loss import YuNetLoss
+                self.yunet = YuNetLoss()
+            outs = model.forward_train(x * 255.0)
+            terms = {k: v for k, v in self.yunet(outs, boxes, _kps(kps), tuple(x.shape[-2:])).items()
+                     if torch.is_tensor(v)}
+            with torch.no_grad():
+                t_outs = self.teacher.forward_train(x * 255.0)
+            kd = maps_mse(outs, t_outs)
+        else:
+            y = model(x)
+            terms = {"loss": psnr_loss(y.float(), clean.to(dev))}
+            with torch.no_grad():
+                t = self.teacher(x)
+            kd = torch.mean((y.float() - t.float()) ** 2)
+        return {**terms, "loss": terms["loss"] + self.weight * kd, "loss_kd": kd}
+
+
+class JointTerms:
+    """shared.jmmc.JointLoss with the batch moved to the chain's device (``teacher``: the frozen
+    FP32 chain; ``kd``: (w_kd_img, w_kd_det))."""
+
+    def __init__(self, w_det: float, w_den: float, w_lle: float, extra=None, teacher=None, kd=(0.0, 0.0)):
         self.weights = (w_det, w_den, w_lle)
+        self.teacher, self.kd = teacher, kd
         self.joint = None
         self.extra = extra  # optional () -> scalar tensor added to the loss (e.g. NNCF's RBLoss)
 
     def __call__(self, model, x, clean, boxes, kps) -> dict:
         if self.joint is None:  # built on first use: needs mmdet
             from shared.jmmc import JointLoss
-            self.joint = JointLoss(*self.weights)
+            self.joint = JointLoss(*self.weights, teacher=self.teacher, w_kd_img=self.kd[0], w_kd_det=self.kd[1])
         dev = _dev(model)
         terms = self.joint(model, x.to(dev), clean.to(dev), boxes, _kps(kps))
         if self.extra is not None:
@@ -71,15 +111,36 @@ class JointTerms:
 
 
 def run_finetune(model, split: Split, loss, cfg: dict, variant: str, epochs: int, seed: int,
-                 log: logging.Logger, name: str, params=None) -> list[dict]:
+                 log: logging.Logger, name: str, params=None, after_backward=None) -> list[dict]:
     """``epochs`` epochs of shared.jmmc.finetune on ``variant`` inputs (nothing if epochs is 0)."""
     if epochs <= 0:
         return []
     from shared.jmmc import finetune
     ft_cfg = {"epochs": epochs, "batch_size": cfg["batch_size"], "lr": cfg["lr"],
               "weight_decay": cfg["weight_decay"], "variant": variant, "limit": cfg["limit"]}
-    return finetune(model, split, loss, ft_cfg, seed, log, name, params=params)
+    return finetune(model, split, loss, ft_cfg, seed, log, name, params=params, after_backward=after_backward)
 
 
-def independent_loss(part: str):
+def grad_fn(model, split: Split, loss, cfg: dict, variant: str, n_batches: int, seed: int):
+    """() -> None filling ``.grad`` with ``loss`` summed over ``n_batches`` training batches
+    (what Taylor importance reads before each pruning step); eval mode, so BN statistics stay."""
+    calls = [0]
+
+    def grads():
+        import numpy as np
+
+        from shared.jmmc import batches
+        calls[0] += 1
+        rng = np.random.default_rng(seed + calls[0])
+        it = batches(split, variant, cfg["batch_size"], rng, cfg["limit"])
+        model.eval()
+        for _, (x, clean, boxes, kps) in zip(range(n_batches), it):
+            (loss(model, x, clean, boxes, kps)["loss"] / n_batches).backward()
+    return grads
+
+
+def independent_loss(part: str, teacher=None, weight: float = 0.0):
+    """The independent loss of ``part``; with a teacher and a weight, distilled from it."""
+    if teacher is not None and weight:
+        return DistilledLoss(part, teacher, weight)
     return DetectorLoss() if part == "detector" else restoration_loss

@@ -3,7 +3,14 @@
 Outputs (``<run>/prune/``):
   variants/<name>/        per variant: enhancer/denoiser/yunet/pipeline.onnx, pipeline.pth, metrics.json
   table.csv, table.md     variant x (AP, NME, IoU, missed, PSNR, params, MACs, bytes, reductions)
-  metrics.json            everything, plus the benchmark: joint vs FP32 and joint vs independent
+  metrics.json            everything, plus the benchmark: joint vs FP32 and joint vs independent,
+                          and the accuracy-budget search's probes (``budget``)
+
+With ``prune.budget.max_ap_drop`` set, the budget search (``variants.budget_joint``) runs on the
+dataset's *val* split (``shared.selection.check_selection_split``: never on test) and its
+accepted chain is exported and measured on test like the others, as ``joint_budget_<ratio tag>``
+(with ``budget.twin`` also ``independent_budget_<ratio tag>``, the independent chain at that ratio).
+The stage metrics' ``aliases`` name them (``budget``, ``twin``): quantize's ``kind: "@budget"``.
 """
 from __future__ import annotations
 
@@ -14,8 +21,9 @@ import zlib
 import torch
 
 from shared.config import REPO, ConfigError
-from shared.data import load_split, to_float
-from shared.evaluation import Protocol
+from shared.data import DataError, load_split, to_float
+from shared.evaluation import Protocol, evaluate_detection
+from shared.selection import check_selection_split
 from shared.models import build_models
 from stages.prune import measure, table, variants
 from shared.edgy import load_edgy
@@ -50,6 +58,12 @@ def plan(cfg: dict) -> list[dict]:
                 suffix = f"_{variants.wtag(w)}" if len(weights) > 1 else ""
                 jobs.append({"kind": "joint", "name": f"joint_{cfg['importance']}_{variants.tag(ratio)}{suffix}",
                              "ratio": ratio, "importance": cfg["importance"], "weights": w})
+    b = cfg["budget"]
+    if b["max_ap_drop"] is not None:
+        if not 0 < b["lo"] <= b["hi"] < 1:
+            raise ConfigError(f"prune.budget: need 0 < lo <= hi < 1, got lo={b['lo']}, hi={b['hi']}")
+        jobs.append({"kind": "budget", "name": "joint_budget", "importance": cfg["importance"],
+                     "weights": weights[0]})
     for mode in cfg["sparsity"]["modes"]:
         for ratio in cfg["sparsity"]["ratios"]:
             jobs.append({"kind": "sparse", "name": f"nncf_{mode}_{variants.tag(ratio)}", "mode": mode,
@@ -88,6 +102,20 @@ def build(job: dict, fp32, env: variants.Env):
                            job.get("init", 0.0), job.get("lr_mult"))
 
 
+def run_budget(job: dict, fp32, env: variants.Env, dataset_dir, proto: Protocol):
+    """The accuracy-budget search, every probe scored on the val split; (chain or None, info)."""
+    split = check_selection_split("val")
+    try:
+        val = load_split(dataset_dir, split)
+    except DataError as e:
+        raise ConfigError(f"prune.budget needs the dataset's val split (dataset.splits.val > 0): {e}") from None
+
+    def val_ap(pipe) -> float:
+        return float(evaluate_detection(pipe.cpu().eval(), val, proto)["ap"])
+    model, info = variants.budget_joint(fp32, job["importance"], job["weights"], env, job["name"], val_ap, val_ap(fp32))
+    return model, {**info, "budget": {**info["budget"], "split": split, "n_images": len(val)}}
+
+
 def run(ctx) -> dict:
     cfg, log = ctx.cfg, ctx.log
     if ctx.input_manifests["train"].get("skipped"):
@@ -112,7 +140,7 @@ def run(ctx) -> dict:
         data = train_onnx.read_bytes()
         results["fp32"]["row"].update(bytes=len(data), bytes_deflate=len(zlib.compress(data, 6)))
     rows = [{**results["fp32"]["row"], "mode": "fp32", "ratio": 0.0, "weight_sparsity": 0.0}]
-    recorded = {}
+    recorded, budget, aliases = {}, None, {}
     for job in jobs:
         if job["kind"] == "recorded":
             recorded[job["name"]] = job["edgy"]
@@ -120,11 +148,27 @@ def run(ctx) -> dict:
             continue
         torch.manual_seed(ctx.seed)
         t0 = time.time()
-        model, info = build(job, fp32, env)
+        if job["kind"] == "budget":
+            model, info = run_budget(job, fp32, env, ctx.input("dataset"), proto)
+            budget = info["budget"]
+            if model is None:
+                log.info("%s: no ratio in [%.2f, %.2f] keeps the val AP drop within %.3f; nothing exported",
+                         job["name"], budget["lo"], budget["hi"], budget["max_ap_drop"])
+                continue
+            if cfg["budget"]["twin"]:  # the independent chain at the accepted ratio, built next
+                jobs.insert(jobs.index(job) + 1, {
+                    "kind": "independent", "name": f"independent_budget_{variants.tag(info['ratio'])}",
+                    "ratio": info["ratio"], "importance": job["importance"], "alias": "twin"})
+            job = {**job, "name": f"joint_budget_{variants.tag(info['ratio'])}", "ratio": info["ratio"],
+                   "alias": "budget"}
+        else:
+            model, info = build(job, fp32, env)
         info = {**info, "seconds": round(time.time() - t0, 1), **({"edgy": job["edgy"]} if "edgy" in job else {})}
         res = measure.measure(job["name"], model, test, proto, size, vdir / job["name"], opset, probe, info,
                               per_model=cfg["export"]["per_model"])
         results[job["name"]] = res
+        if "alias" in job:
+            aliases[job["alias"]] = job["name"]
         rows.append({**res["row"], "mode": info["mode"], "ratio": job["ratio"],
                      "weight_sparsity": info.get("weight_sparsity")})
         log.info("%s: AP %.3f (FP32 %.3f), MACs -%.1f %%, %.0f s", job["name"], res["row"]["ap"], rows[0]["ap"],
@@ -137,10 +181,11 @@ def run(ctx) -> dict:
         files += f
         chains += [c] if c else []
     metrics = {"table": table.with_reductions(rows), "benchmark": benchmark(table.with_reductions(rows)),
-               "edgy_recorded": recorded, "device": env.device.type,
+               "edgy_recorded": recorded, "budget": budget, "aliases": aliases, "device": env.device.type,
                "variants": {k: {kk: v for kk, v in r.items() if kk != "eval"} for k, r in results.items()}}
     (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
     return {"metrics": {"table": metrics["table"], "benchmark": metrics["benchmark"], "edgy_recorded": recorded,
+                        "budget": budget, "aliases": aliases,
                         "files": files, "chains": chains}}
 
 

@@ -4,20 +4,29 @@
   model), each fine-tuned on its own loss after every step, then chained;
 * ``joint`` (JMMC): the whole ``Pipeline`` pruned as one dependency graph (global ranking across
   the three models), fine-tuned end to end with ``shared.jmmc.JointLoss`` on degraded images;
-* ``sparse``: NNCF unstructured sparsity on the chain (``stages.prune.sparsity``).
+* ``sparse``: NNCF unstructured sparsity on the chain (``stages.prune.sparsity``);
+* ``budget``: the joint variant at the largest ratio whose validation AP drop stays inside
+  ``prune.budget.max_ap_drop`` (``stages.prune.budget.search``; see ``budget_joint``).
+
+Structured variants share the options of ``prune``: importance (``taylor`` reads gradients of the
+variant's own loss on training batches), ``round_to``, the sparsity-learning ``warmup`` and the
+distillation from the FP32 chain (``distill``: the joint loss's KD terms; per model for the
+independent variant).
 """
 from __future__ import annotations
 
 import copy
 import logging
+import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from shared.config import ConfigError
 from shared.data import Split
-from stages.prune.finetuners import INDEPENDENT_VARIANT, JointTerms, independent_loss, run_finetune
-from stages.prune.structured import ignored_layers, prune_iterative
+from stages.prune.finetuners import INDEPENDENT_VARIANT, JointTerms, grad_fn, independent_loss, run_finetune
+from stages.prune.structured import ignored_layers, prune_iterative, sparsity_warmup
 
 
 @dataclass
@@ -39,46 +48,137 @@ def _epochs(env: Env, step: int, steps: int) -> int:
     return ft["epochs"] + (ft["final_epochs"] if step == steps else 0)
 
 
+def _structured(model, example, ratio, steps, importance, ignored, loss, variant, ft, env: Env, name: str,
+                warmup: bool = True) -> dict:
+    """Warm-up (if configured and ``warmup``), then iterative pruning with ``ft(step)`` after each step;
+    returns {history (per step), warmup_history (per warm-up epoch, when it ran)}."""
+    cfg, ftc = env.cfg, env.cfg["finetune"]
+    warm = cfg["warmup"]
+    out = {}
+    if warmup and warm["epochs"] > 0:
+        out["warmup_history"] = sparsity_warmup(model, example, ignored, warm["reg"], lambda hook: run_finetune(
+            model, env.train, loss, ftc, variant, warm["epochs"], env.seed + 1000, env.log, f"{name} warm-up",
+            after_backward=hook))
+    grads = grad_fn(model, env.train, loss, ftc, variant, cfg["taylor_batches"], env.seed) if importance == "taylor" \
+        else None
+    out["history"] = prune_iterative(model, example, ratio, steps, importance, ignored, ft, env.log, name,
+                                     cfg["max_layer_ratio"], cfg["round_to"], grads)
+    return out
+
+
+def _warm(env: Env, ran: bool = True) -> dict | None:
+    """What the warm-up was (for the bundle's made_by); None when off."""
+    w = env.cfg["warmup"]
+    return {"epochs": w["epochs"], "reg": w["reg"]} if ran and w["epochs"] > 0 else None
+
+
+def _kd(env: Env) -> dict:
+    d = env.cfg["distill"]
+    return {"w_img": d["w_img"], "w_det": d["w_det"]} if d["enabled"] else {}
+
+
 def independent(fp32, ratio: float, importance: str, env: Env, name: str, steps: int | None = None,
                 keep_first_last: bool | None = None) -> tuple[torch.nn.Module, dict]:
     cfg, steps = env.cfg, steps or env.cfg["steps"]
     keep = cfg["keep_first_last"] if keep_first_last is None else keep_first_last
     pipe = copy.deepcopy(fp32).to(env.device)
     x = env.example()
-    history = {}
+    kd = _kd(env) if cfg["distill"]["independent"] else {}
+    history, warm_history = {}, {}
     for part in ("enhancer", "denoiser", "detector"):
         model = getattr(pipe, part)
         kind = "detector" if part == "detector" else "restoration"
         example = x * 255.0 if kind == "detector" else x
-        loss = independent_loss(part)
+        weight = kd.get("w_det" if kind == "detector" else "w_img", 0.0)
+        loss = independent_loss(part, getattr(fp32, part) if weight else None, weight)
 
         def ft(step, model=model, loss=loss, part=part):
             return run_finetune(model, env.train, loss, cfg["finetune"], INDEPENDENT_VARIANT[part],
                                 _epochs(env, step, steps), env.seed + step, env.log, f"{name}/{part}")
         ignored = ignored_layers(model, kind, keep, cfg["keep_detector_head"])
-        history[part] = prune_iterative(model, example, ratio, steps, importance, ignored, ft, env.log,
-                                        f"{name}/{part}", cfg["max_layer_ratio"])
-    return pipe.cpu().eval(), {"mode": "independent", "ratio": ratio, "importance": importance,
-                               "steps": steps, "history": history}
+        out = _structured(model, example, ratio, steps, importance, ignored, loss, INDEPENDENT_VARIANT[part], ft,
+                          env, f"{name}/{part}")
+        history[part] = out["history"]
+        if "warmup_history" in out:
+            warm_history[part] = out["warmup_history"]
+    return pipe.cpu().eval(), {"mode": "independent", "ratio": ratio, "importance": importance, "steps": steps,
+                               "round_to": cfg["round_to"], "distill": kd, "warmup": _warm(env), "history": history,
+                               **({"warmup_history": warm_history} if warm_history else {})}
 
 
 def joint(fp32, ratio: float, importance: str, weights, env: Env, name: str, steps: int | None = None,
-          keep_first_last: bool | None = None) -> tuple[torch.nn.Module, dict]:
+          keep_first_last: bool | None = None, teacher=None, warmup: bool = True) -> tuple[torch.nn.Module, dict]:
+    """``fp32`` is the chain to prune (a copy is pruned); ``teacher``: the chain distilled from
+    (default ``fp32``; the budget search prunes on from an accepted chain, still distilled from FP32,
+    and without a second warm-up: ``warmup=False``)."""
+    from shared.jmmc import frozen_copy
     cfg, steps = env.cfg, steps or env.cfg["steps"]
     keep = cfg["keep_first_last"] if keep_first_last is None else keep_first_last
     pipe = copy.deepcopy(fp32).to(env.device)
-    loss = JointTerms(*weights)
+    kd = _kd(env)
+    loss = JointTerms(*weights, teacher=frozen_copy(teacher if teacher is not None else fp32) if kd else None,
+                      kd=(kd.get("w_img", 0.0), kd.get("w_det", 0.0)))
+    variant = cfg["finetune"]["variant"]
     finetunes = []
 
     def ft(step):
-        finetunes.append(run_finetune(pipe, env.train, loss, cfg["finetune"], cfg["finetune"]["variant"],
+        finetunes.append(run_finetune(pipe, env.train, loss, cfg["finetune"], variant,
                                       _epochs(env, step, steps), env.seed + step, env.log, name))
     ignored = ignored_layers(pipe, "pipeline", keep, cfg["keep_detector_head"])
-    history = prune_iterative(pipe, env.example(), ratio, steps, importance, ignored, ft, env.log, name,
-                              cfg["max_layer_ratio"])
+    out = _structured(pipe, env.example(), ratio, steps, importance, ignored, loss, variant, ft, env, name, warmup)
     return pipe.cpu().eval(), {"mode": "joint", "ratio": ratio, "importance": importance, "steps": steps,
                                "weights": {"w_det": weights[0], "w_den": weights[1], "w_lle": weights[2]},
-                               "history": history, "finetune": finetunes}
+                               "round_to": cfg["round_to"], "distill": kd, "warmup": _warm(env, warmup), **out,
+                               "finetune": finetunes}
+
+
+def budget_joint(fp32, importance: str, weights, env: Env, name: str, val_ap: Callable[[torch.nn.Module], float],
+                 fp32_ap: float) -> tuple[torch.nn.Module | None, dict]:
+    """The accuracy-budget search (``stages.prune.budget.search``) over joint-pruned chains.
+
+    Each probe prunes and fine-tunes a chain at the probed ratio and measures its validation
+    AP (``val_ap``).  With ``budget.reuse`` a probe above the last accepted ratio r_a starts from
+    that accepted chain and prunes the rest of the way: relative ratio 1 - (1 - r) / (1 - r_a),
+    ceil(steps * (r - r_a) / r) steps (at least 1), still distilled from the FP32 chain; the caps
+    (max_layer_ratio) then apply to the accepted chain's widths, and there is no second warm-up.
+    Otherwise (and below r_a) every probe starts from a fresh FP32 copy.  Returns (accepted chain or None, info with the probes)."""
+    from shared.metrics.cost import count_macs
+    from stages.prune.budget import TOL, search
+    b, steps = env.cfg["budget"], env.cfg["steps"]
+    accepted = {"ratio": 0.0, "pipe": fp32}
+    built, details = {}, {}
+    x = torch.zeros(1, 3, *env.size)
+
+    def evaluate(r: float) -> float:
+        base_r = accepted["ratio"] if b["reuse"] and r > accepted["ratio"] else 0.0
+        base = accepted["pipe"] if base_r else fp32
+        rel = 1 - (1 - r) / (1 - base_r)
+        n = steps if not base_r else max(1, math.ceil(steps * (r - base_r) / r - 1e-9))
+        pipe, info = joint(base, rel, importance, weights, env, f"{name}@{tag(r)}", n, teacher=fp32,
+                           warmup=not base_r)
+        ap = float(val_ap(pipe))
+        drop = fp32_ap - ap
+        details[r] = {"val_ap": ap, "macs": count_macs(pipe, x=x), "from_ratio": base_r, "steps": n,
+                      "relative_ratio": round(rel, 4)}
+        built[r] = (pipe, {**info, "ratio": r, "from_ratio": base_r, "relative_ratio": round(rel, 6)})
+        ok = drop <= b["max_ap_drop"] + TOL
+        if ok:
+            for k in [k for k in built if k != r]:  # keep only the chain that may still be the answer
+                del built[k]
+            accepted.update(ratio=r, pipe=pipe)
+        else:
+            del built[r]
+        env.log.info("%s: probe ratio %.2f: val AP %.3f (FP32 %.3f), drop %.3f -> %s", name, r, ap, fp32_ap, drop,
+                     "accepted" if ok else "rejected")
+        return drop
+
+    res = search(evaluate, b["max_ap_drop"], b["lo"], b["hi"], b["probes"])
+    res["probes"] = [{**p, **details[p["ratio"]]} for p in res["probes"]]
+    res["fp32_val_ap"] = fp32_ap
+    if res["best"] is None:
+        return None, {"mode": "joint", "budget": res}
+    pipe, info = built[res["best"]]
+    return pipe, {**info, "budget": res}
 
 
 def sparse(fp32, mode: str, ratio: float, weights, env: Env, name: str, steps: int | None = None,

@@ -52,3 +52,60 @@ def test_nncf_magnitude_sparsity_reaches_target():
     s = sparsity_stats(stripped)
     assert 0.58 <= s["weight_sparsity"] <= 0.62
     assert stripped(x).shape == (1, 8, 12, 12)
+
+
+def _student_teacher():
+    """A chain (with non-zero output convs, so gradients flow) and its frozen, then perturbed, student."""
+    from shared.jmmc import frozen_copy
+    torch.manual_seed(1)
+    pipe = build_models({"input_size": [64, 64]})
+    for net in (pipe.enhancer, pipe.denoiser):
+        torch.nn.init.normal_(net.head[-1].weight, std=0.01)
+    teacher = frozen_copy(pipe)
+    with torch.no_grad():
+        for p in pipe.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return pipe, teacher
+
+
+def test_distillation_gradients_reach_all_three_models():
+    pytest.importorskip("mmdet", reason="the joint loss needs mmdet (prune image)")
+    from shared.jmmc import JointLoss
+    student, teacher = _student_teacher()
+    before = [p.clone() for p in teacher.parameters()]
+    # the distillation terms alone: detector and restoration losses weighted 0
+    loss = JointLoss(w_det=0.0, w_den=0.0, w_lle=0.0, teacher=teacher, w_kd_img=10.0, w_kd_det=1.0)
+    x, clean, boxes, kps = _batch()
+    terms = loss(student, x, clean, boxes, kps)
+    assert float(terms["loss_kd_img"].detach()) > 0 and float(terms["loss_kd_det"].detach()) > 0
+    assert torch.allclose(terms["loss"], 10.0 * terms["loss_kd_img"] + terms["loss_kd_det"])
+    terms["loss"].backward()
+    for name in ("enhancer", "denoiser", "detector"):
+        grads = [p.grad.abs().sum() for p in getattr(student, name).parameters() if p.grad is not None]
+        assert grads and float(sum(grads)) > 0, name
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters()))
+
+
+def test_distillation_is_zero_against_itself_and_optional():
+    pytest.importorskip("mmdet", reason="the joint loss needs mmdet (prune image)")
+    from shared.jmmc import JointLoss, frozen_copy
+    pipe = build_models({"input_size": [64, 64]}).eval()
+    terms = JointLoss(teacher=frozen_copy(pipe), w_kd_img=1.0, w_kd_det=1.0)(pipe, *_batch())
+    assert float(terms["loss_kd_img"]) == 0 and float(terms["loss_kd_det"]) == 0
+    # the quantize stage's call (stages/quantize/qat.py: JointLoss(**weights)): no teacher, no KD terms
+    plain = JointLoss(**{"w_det": 1.0, "w_den": 0.1, "w_lle": 0.1})(pipe, *_batch())
+    assert "loss_kd_det" not in plain and torch.isfinite(plain["loss"])
+
+
+@pytest.mark.parametrize("part", ["enhancer", "detector"])
+def test_independent_distillation_reaches_the_model(part):
+    pytest.importorskip("mmdet", reason="the detector loss needs mmdet (prune image)")
+    from stages.prune.finetuners import independent_loss
+    student, teacher = _student_teacher()
+    loss = independent_loss(part, getattr(teacher, part), 1.0)
+    model = getattr(student, part)
+    terms = loss(model, *_batch())
+    assert float(terms["loss_kd"]) > 0
+    terms["loss_kd"].backward()   # the distillation term alone
+    assert float(sum(p.grad.abs().sum() for p in model.parameters() if p.grad is not None)) > 0

@@ -38,3 +38,16 @@ def test_bad_values(key, value, msg):
     cfg[key] = value
     with pytest.raises(ConfigError, match=msg.replace("[", r"\[").replace("]", r"\]")):
         plan(cfg)
+
+
+def test_budget_job():
+    cfg = copy.deepcopy(CFG)
+    cfg.update(ratios=[0.5], modes=["joint"], importance="taylor")
+    cfg["budget"] = {**cfg["budget"], "max_ap_drop": 0.01}
+    jobs = plan(cfg)
+    assert [j["name"] for j in jobs] == ["joint_taylor_r50", "joint_budget", "nncf_magnitude_global_r50"]
+    assert jobs[1]["kind"] == "budget" and jobs[1]["importance"] == "taylor"
+    assert CFG["budget"]["max_ap_drop"] is None and "joint_budget" not in [j["name"] for j in plan(CFG)]
+    cfg["budget"].update(lo=0.6, hi=0.4)
+    with pytest.raises(ConfigError, match=r"prune.budget: need 0 < lo <= hi < 1"):
+        plan(cfg)
