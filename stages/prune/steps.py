@@ -1,7 +1,7 @@
 """``run(ctx)``: prune the trained chain (independent and joint), sparsify it, run the EDGY configs.
 
 Outputs (``<run>/prune/``):
-  variants/<name>/        per variant: enhancer/denoiser/yunet/pipeline.onnx, pipeline.pth, metrics.json
+  variants/<name>/        per variant: enhancer/denoiser/yunet/pipeline.onnx, the model bundle (bundle.json + state dicts), metrics.json
   table.csv, table.md     variant x (AP, NME, IoU, missed, PSNR, params, MACs, bytes, reductions)
   metrics.json            everything, plus the benchmark: joint vs FP32 and joint vs independent,
                           and the accuracy-budget search's probes (``budget``)
