@@ -32,12 +32,17 @@ from shared.data import Split, to_float
 from shared.losses import psnr_loss
 
 
-def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A deep copy in eval mode with every parameter frozen: a distillation teacher."""
-    teacher = copy.deepcopy(model).eval()
-    for p in teacher.parameters():
+def freeze(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` in eval mode with every parameter frozen (in place): a distillation teacher."""
+    model.eval()
+    for p in model.parameters():
         p.requires_grad_(False)
-    return teacher
+    return model
+
+
+def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A frozen deep copy (see ``freeze``)."""
+    return freeze(copy.deepcopy(model))
 
 
 def maps_mse(student, teacher) -> torch.Tensor:
@@ -59,9 +64,7 @@ class JointLoss:
         from shared.detector_loss import YuNetLoss  # mmdet: imported only where the joint loss is used
         self.det_loss = YuNetLoss()
         if self.teacher is not None:
-            self.teacher.eval()
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
+            freeze(self.teacher)
 
     @property
     def distills(self) -> bool:

@@ -46,13 +46,17 @@ class DetectorLoss:
 
     loss = None
 
-    def __call__(self, model, x, clean, boxes, kps) -> dict:
+    def terms(self, outs, boxes, kps, size) -> dict:
+        """The loss terms of raw outputs ``outs`` (``forward_train``) on a ``size`` input."""
         if self.loss is None:  # built on first use: needs mmdet
             from shared.detector_loss import YuNetLoss
             self.loss = YuNetLoss()
-        x = x.to(_dev(model))
-        terms = self.loss(model.forward_train(x * 255.0), boxes, _kps(kps), tuple(x.shape[-2:]))
+        terms = self.loss(outs, boxes, _kps(kps), size)
         return {k: v for k, v in terms.items() if torch.is_tensor(v)}  # num_pos is a float
+
+    def __call__(self, model, x, clean, boxes, kps) -> dict:
+        x = x.to(_dev(model))
+        return self.terms(model.forward_train(x * 255.0), boxes, kps, tuple(x.shape[-2:]))
 
 
 class DistilledLoss:
@@ -62,7 +66,7 @@ class DistilledLoss:
     def __init__(self, part: str, teacher: torch.nn.Module, weight: float):
         from shared.jmmc import frozen_copy
         self.part, self.teacher, self.weight = part, frozen_copy(teacher), weight
-        self.yunet = None
+        self.detector = DetectorLoss()
 
     def __call__(self, model, x, clean, boxes, kps) -> dict:
         from shared.jmmc import maps_mse
@@ -70,12 +74,8 @@ class DistilledLoss:
         x = x.to(dev)
         self.teacher.to(dev)
         if self.part == "detector":
-            if self.yunet is None:  # built on first use: needs mmdet
-                from shared.detector_loss import YuNetLoss
-                self.yunet = YuNetLoss()
             outs = model.forward_train(x * 255.0)
-            terms = {k: v for k, v in self.yunet(outs, boxes, _kps(kps), tuple(x.shape[-2:])).items()
-                     if torch.is_tensor(v)}
+            terms = self.detector.terms(outs, boxes, kps, tuple(x.shape[-2:]))
             with torch.no_grad():
                 t_outs = self.teacher.forward_train(x * 255.0)
             kd = maps_mse(outs, t_outs)
