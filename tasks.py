@@ -14,6 +14,7 @@ The logic lives in shared/pipeline/; this file only parses flags and prints.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 
@@ -51,10 +52,17 @@ def images(c, stage=None, force=False, refresh_base=False):
         _fail(e)
 
 
+def _verbose(on: bool) -> None:
+    if on:   # the traceback of an expected error is shown, not only kept in the stage log
+        os.environ["JMMC_VERBOSE"] = "1"
+
+
 @task(help={"name": "stage to run", "config": "run config", "force": "rerun it even if cached",
-            "runner": "auto | docker | local", "no_build": "do not build images first"})
-def stage(c, name, config=DEFAULT_CONFIG, force=False, runner="auto", no_build=False):
+            "runner": "auto | docker | local", "no_build": "do not build images first",
+            "verbose": "show tracebacks of expected errors (always in <run>/.logs/<stage>.log)"})
+def stage(c, name, config=DEFAULT_CONFIG, force=False, runner="auto", no_build=False, verbose=False):
     """Run one stage (and any upstream stage that is not done) in its own image."""
+    _verbose(verbose)
     try:
         rows = driver.run([name], config, runner, [name] if force else False, build=not no_build)
     except driver.PipelineError as e:
@@ -62,9 +70,11 @@ def stage(c, name, config=DEFAULT_CONFIG, force=False, runner="auto", no_build=F
     _print_status(rows)
 
 
-@task(name="all", help={"config": "run config", "force": "rerun every stage", "runner": "auto | docker | local"})
-def all_(c, config=DEFAULT_CONFIG, force=False, runner="auto"):
+@task(name="all", help={"config": "run config", "force": "rerun every stage", "runner": "auto | docker | local",
+                        "verbose": "show tracebacks of expected errors (always in <run>/.logs/<stage>.log)"})
+def all_(c, config=DEFAULT_CONFIG, force=False, runner="auto", verbose=False):
     """Build images and run the whole chain in dependency order (cached stages are skipped)."""
+    _verbose(verbose)
     t0 = time.time()
     try:
         rows = driver.run(list(load_dag()), config, runner, force)

@@ -27,11 +27,13 @@ from typing import Any
 
 import yaml
 
+from shared.errors import ExpectedError
+
 REPO = Path(__file__).resolve().parent.parent
 LEAF_TYPES = {"int", "float", "str", "bool", "list", "dict"}
 
 
-class ConfigError(ValueError):
+class ConfigError(ExpectedError, ValueError):
     """A config (or schema) problem, with file, line and key in the message."""
 
 

@@ -14,11 +14,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from shared.errors import ExpectedError
+
 VARIANTS = ("0", "1", "2", "0_noisy", "1_noisy")
 SPLITS = ("train", "test", "calibration", "val")  # val: selections/searches; test: reported only
 
 
-class DataError(RuntimeError):
+class DataError(ExpectedError, RuntimeError):
     pass
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from shared.errors import ExpectedError
+
 TOP_KEYS = {"model", "input_info", "compression", "target_device", "log_dir", "pretrained",
             "epochs", "batch_size", "optimizer", "dataset", "num_classes", "accuracy_aware_training",
             "disable_compression", "seed", "description"}
@@ -55,7 +57,7 @@ QUANT_MODE_KEYS = {"mode", "bits", "per_channel", "signed"}
 IMPORTANCE = {"l1": "l1", "l2": "l2", "geometric_median": "fpgm"}
 
 
-class EdgyConfigError(ValueError):
+class EdgyConfigError(ExpectedError, ValueError):
     """A problem in an EDGY NNCF config, with the file and the key in the message."""
 
 

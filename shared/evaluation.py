@@ -55,22 +55,14 @@ def is_qdq(path) -> bool:
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in onnx.load(str(path)).graph.node)
 
 
-def ort_session(path, fused_int8: bool | None = None):
-    """An ONNX Runtime CPU session for measuring accuracy.
+def ort_session(path, mode: str = "exact"):
+    """An ONNX Runtime CPU session for measuring accuracy: ``shared.ort_runtime.open_session``.
 
-    QDQ graphs run at ``ORT_ENABLE_BASIC`` unless ``fused_int8``: the Quantize/Dequantize pairs
-    stay as they are written, so the outputs follow the file's int8 grid (what AIMET simulates
-    and what an integer backend computes).  ``ORT_ENABLE_ALL`` fuses them into QLinearConv, whose
-    u8 x s8 kernels saturate on x86 CPUs without VNNI (AVX2 VPMADDUBSW): measured here, the demo's
-    int8 YuNet fell from AP 0.85 to 0.00.  Latency is timed with the fused kernels elsewhere.
-    FP32 graphs run at ``ORT_ENABLE_ALL``."""
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    reference_int8 = is_qdq(path) if fused_int8 is None else not fused_int8
-    if reference_int8:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    Default ``exact``: every graph optimisation (QDQ pairs fused into the int8 kernels, the same
+    kernels latency is timed with) plus ``session.x64quantprecision``, so int8 files follow their
+    written int8 grid on CPUs without VNNI too.  ``reference`` keeps the Q/DQ nodes unfused."""
+    from shared.ort_runtime import open_session
+    return open_session(path, mode)
 
 
 def as_fn(system) -> Callable[[np.ndarray], list[np.ndarray]]:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from shared.errors import ExpectedError
 
-class BadSample(ValueError):
+
+class BadSample(ExpectedError, ValueError):
     """A sample that cannot be used; ``str()`` is ``where: what``."""
 
 

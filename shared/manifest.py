@@ -19,10 +19,12 @@ import shutil
 import time
 from pathlib import Path
 
+from shared.errors import ExpectedError
+
 MANIFEST = "manifest.json"
 
 
-class MissingInput(RuntimeError):
+class MissingInput(ExpectedError, RuntimeError):
     """An upstream stage's output is absent or incomplete."""
 
 
@@ -41,8 +43,41 @@ def read_manifest(run_dir: Path, stage: str) -> dict | None:
 
 
 def manifest_hash(run_dir: Path, stage: str) -> str | None:
+    """What a downstream cache key hashes of ``stage``: its outputs' content hashes (DVC-style: a
+    forced rerun that reproduces identical files changes nothing below it), plus whether it was
+    skipped.  A manifest from before content hashes falls back to the manifest's own bytes."""
     p = manifest_path(run_dir, stage)
-    return hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else None
+    if not p.exists():
+        return None
+    try:
+        m = json.loads(p.read_text())
+    except json.JSONDecodeError:
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+    if "hashes" not in m:
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+    blob = json.dumps({"hashes": m["hashes"], "skipped": m.get("skipped")}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def stage_key(name: str, section: dict, inputs: dict, env_id: str | None) -> str:
+    """The cache key of a stage run: its config section, its inputs' hashes, its environment."""
+    from shared.config import sha256_of
+    return sha256_of({"stage": name, "config": section, "inputs": inputs, "env": env_id})
+
+
+def file_sha256(p: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def hash_files(root: Path) -> dict[str, str]:
+    """Relative path -> sha256, for every file under ``root`` (the manifest excluded)."""
+    root = Path(root)
+    return {str(p.relative_to(root)): file_sha256(p) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != MANIFEST}
 
 
 def require_manifest(run_dir: Path, stage: str, needed_by: str) -> dict:

@@ -16,12 +16,14 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Iterable
 
+from shared.errors import ExpectedError
+
 SPLIT_KEY = "split"                                  # the row field naming the split its scores are from
 SELECTION_SPLITS = ("val", "calibration", "train")   # may be selected on; "val" is the one meant for it
 REPORT_ONLY = ("test",)
 
 
-class SelectionError(ValueError):
+class SelectionError(ExpectedError, ValueError):
     """A selection that would look at the wrong split (or has nothing to choose from)."""
 
 

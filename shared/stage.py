@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Callable
 
 from shared import config as cfglib
-from shared.manifest import (AtomicStageDir, MissingInput, list_files, manifest_hash,
+from shared.errors import ExpectedError, print_for_log
+from shared.manifest import (AtomicStageDir, MissingInput, hash_files, list_files, manifest_hash, stage_key,
                              require_manifest, write_json)
 from shared.pipeline.dag import load_dag
 
@@ -122,8 +123,7 @@ def main(name: str, run: Callable[[StageContext], dict], argv=None) -> int:
         return EXIT_INPUT
     inputs_hash = {d: manifest_hash(run_dir, d) for d in deps}
     section = cfglib.section(config, name, stage.sections)
-    key = args.cache_key or cfglib.sha256_of({"stage": name, "config": section, "inputs": inputs_hash,
-                                              "env": args.env_id})
+    key = args.cache_key or stage_key(name, section, inputs_hash, args.env_id)
     seed_everything(config["seed"])
     started = time.time()
     log.info("run %s -> %s (config %s)", config["run"], run_dir / name, config["_source"])
@@ -142,13 +142,14 @@ def main(name: str, run: Callable[[StageContext], dict], argv=None) -> int:
                         "runner": os.environ.get("JMMC_RUNNER", "manual"), "packages": package_versions()},
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
                 "wall_s": round(wall, 3), "metrics": result.get("metrics", {}),
-                "skipped": result.get("skipped"), "files": list_files(out),
+                "skipped": result.get("skipped"), "files": list_files(out), "hashes": hash_files(out),
             }
             write_json(out / "manifest.json", manifest)
-    except (MissingInput, cfglib.ConfigError) as e:
+    except ExpectedError as e:   # bad input / config / upstream: one line; the traceback for the log only
+        print_for_log(e)
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_INPUT if isinstance(e, MissingInput) else EXIT_CONFIG
-    except Exception as e:  # noqa: BLE001 - one clear line, then the traceback for the log
+        return EXIT_CONFIG if isinstance(e, cfglib.ConfigError) else EXIT_INPUT
+    except Exception as e:  # noqa: BLE001 - a bug: the traceback, then one clear line
         traceback.print_exc()
         print(f"error: stage {name} failed: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_FAILED

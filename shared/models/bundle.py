@@ -31,6 +31,8 @@ import torch.nn as nn
 
 from .pipeline import Pipeline, build_models
 
+from shared.errors import ExpectedError
+
 FORMAT = "jmmc-bundle/1"
 FILE = "bundle.json"
 PARTS = ("enhancer", "denoiser", "detector")
@@ -42,7 +44,7 @@ ROLES = {
 }
 
 
-class BundleError(ValueError):
+class BundleError(ExpectedError, ValueError):
     """A bundle that cannot be read or written; ``str()`` names the file."""
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from shared import config as cfglib
 from shared.manifest import manifest_hash, read_manifest
+from shared.manifest import stage_key as manifest_key
 from shared.pipeline.dag import Stage
 
 
 def stage_key(stage: Stage, cfg: dict, run_dir: Path, env_id: str) -> str:
     inputs = {d: manifest_hash(run_dir, d) for d in stage.deps}
-    return cfglib.sha256_of({"stage": stage.name, "config": cfglib.section(cfg, stage.name, stage.sections),
-                             "inputs": inputs, "env": env_id})
+    return manifest_key(stage.name, cfglib.section(cfg, stage.name, stage.sections), inputs, env_id)
 
 
 @dataclass

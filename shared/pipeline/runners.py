@@ -15,6 +15,7 @@ import venv
 from pathlib import Path
 
 from shared.config import REPO
+from shared.errors import LogOnlyFilter
 from shared.pipeline import images as img
 from shared.pipeline.dag import Stage
 
@@ -119,12 +120,15 @@ def make_runner(kind: str, os_images: dict[str, str]):
 
 
 def run_logged(cmd: list[str], log_path: Path, env: dict | None = None) -> int:
-    """Run ``cmd`` streaming its output to the terminal and to ``log_path``."""
+    """Run ``cmd`` streaming its output to the terminal and to ``log_path``.  The traceback of an
+    expected error (shared/errors.py markers) goes to the log only, unless JMMC_VERBOSE=1."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    console = LogOnlyFilter(verbose=os.environ.get("JMMC_VERBOSE") == "1")
     with open(log_path, "w") as fh:
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
                              env={**os.environ, **(env or {})}, bufsize=1)
         for line in p.stdout:
-            sys.stderr.write(line)
+            if console.show(line):
+                sys.stderr.write(line)
             fh.write(line)
         return p.wait()

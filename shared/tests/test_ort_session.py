@@ -1,4 +1,4 @@
-"""QDQ graphs are measured at their written int8 semantics; FP32 graphs with every ORT optimisation."""
+"""QDQ graphs are measured at their written int8 semantics with the fused kernels (exact mode); FP32 graphs alike."""
 import numpy as np
 import pytest
 
@@ -7,6 +7,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 
 from shared.evaluation import as_fn, is_qdq, ort_session  # noqa: E402
+from shared.ort_runtime import cpu_int8_features, describe  # noqa: E402
 
 
 def _qdq_conv(path):
@@ -31,14 +32,56 @@ def _qdq_conv(path):
 def test_qdq_graphs_keep_their_int8_semantics(tmp_path):
     p = _qdq_conv(tmp_path / "q.onnx")
     assert is_qdq(p)
-    ref = ort_session(p)
-    assert ref.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    fused = ort_session(p, fused_int8=True)
-    assert fused.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    exact = ort_session(p)
+    assert exact.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert describe(exact) == {"ort_graph_optimization": "ORT_ENABLE_ALL", "ort_x64quantprecision": True}
+    assert describe(ort_session(p, mode="reference"))["ort_graph_optimization"] == "ORT_ENABLE_BASIC"
     x = np.full((1, 3, 4, 4), 200.0, np.float32)       # 3 x 200 x 1.0 = 600 -> clipped at 255 x 0.05 = 12.75
     y = as_fn(p)(x)[0]
     np.testing.assert_allclose(y, 12.75)
-    np.testing.assert_allclose(as_fn(fused)(x)[0].shape, y.shape)   # a session is accepted as is
+    np.testing.assert_allclose(as_fn(exact)(x)[0].shape, y.shape)   # a session is accepted as is
+
+
+def _wide_qdq_conv(path, c=32):
+    """A 3x3 QDQ conv whose u8 x s8 pair sums overflow int16 (255 x 127 x 2 > 32767): where the fused
+    u8s8 kernels would saturate (AVX2 without VNNI), the exact mode must still match the unfused graph."""
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 128, size=(c, c, 3, 3)).astype(np.int8)
+    w[:, :, 0, :2] = 127                                 # adjacent large products of one sign
+    init = [helper.make_tensor("w_q", TensorProto.INT8, w.shape, w.flatten().tolist()),
+            helper.make_tensor("w_s", TensorProto.FLOAT, [], [0.01]), helper.make_tensor("w_z", TensorProto.INT8, [], [0]),
+            helper.make_tensor("x_s", TensorProto.FLOAT, [], [0.01]), helper.make_tensor("x_z", TensorProto.UINT8, [], [0]),
+            helper.make_tensor("y_s", TensorProto.FLOAT, [], [1.0]), helper.make_tensor("y_z", TensorProto.UINT8, [], [128])]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "x_s", "x_z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "x_s", "x_z"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["wd"]),
+             helper.make_node("Conv", ["xd", "wd"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["c", "y_s", "y_z"], ["cq"]),
+             helper.make_node("DequantizeLinear", ["cq", "y_s", "y_z"], ["y"])]
+    g = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, 16, 16])], init)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    return path
+
+
+def test_exact_mode_matches_the_unfused_graph(tmp_path):
+    p = _wide_qdq_conv(tmp_path / "wide.onnx")
+    x = np.random.default_rng(1).uniform(0, 2.55, (1, 32, 16, 16)).astype(np.float32)
+    ref = as_fn(ort_session(p, mode="reference"))(x)[0]
+    exact = as_fn(ort_session(p, mode="exact"))(x)[0]
+    np.testing.assert_array_equal(exact, ref)
+    assert np.abs(ref).max() > 10                        # the case is not trivially zero
+
+
+def test_unknown_mode_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="session mode 'turbo'"):
+        ort_session(_qdq_conv(tmp_path / "q.onnx"), mode="turbo")
+
+
+def test_cpu_features_are_read(tmp_path):
+    (tmp_path / "cpuinfo").write_text("processor : 0\nflags : fpu avx2 avx512_vnni\n")
+    assert cpu_int8_features(tmp_path / "cpuinfo") == {"known": True, "avx2": True, "avx512f": False, "vnni": True}
+    assert cpu_int8_features(tmp_path / "missing") == {"known": False}
 
 
 def test_fp32_graphs_get_every_optimisation(tmp_path):

@@ -37,7 +37,7 @@ def find_samples(source: str, root: str | Path) -> list[RawSample]:
         if not label.is_file():
             raise BadSample(f"{label}: WIDER label file not found (dataset.root should hold label.txt)")
         image_dir = label.parent / "images" if (label.parent / "images").is_dir() else label.parent
-        return read_wider(label, image_dir)
+        return confine(read_wider(label, image_dir), label.parent)
     if source == "logynthetic":
         if not root.is_dir():
             raise BadSample(f"{root}: not a folder (dataset.root should hold <stem>.json + image pairs)")
@@ -55,8 +55,20 @@ def find_samples(source: str, root: str | Path) -> list[RawSample]:
             if not image.is_file():
                 s.error = s.error or f"{js}:1: no image {js.stem}.<{'|'.join(e[1:] for e in IMAGE_EXTS)}> next to it"
             out.append(s)
-        return out
+        return confine(out, root)
     raise ValueError(f"unknown importer source {source!r}")
+
+
+def confine(samples: list[RawSample], root: Path) -> list[RawSample]:
+    """Mark every sample whose image resolves outside ``root`` (``../``, an absolute path, a link
+    pointing out) as bad, naming the label file and line: no file outside the dataset is opened."""
+    top = Path(root).resolve()
+    for s in samples:
+        real = Path(s.image).resolve()
+        if not real.is_relative_to(top):
+            s.error = s.error or f"{s.where}: image path {s.name!r} leaves the dataset root {root} (resolves to {real})"
+            s.image = top / ".refused-outside-root"   # nothing downstream may open the outside path
+    return samples
 
 
 def check_sample(raw: RawSample, tol: float) -> tuple[int, int, list[dict]]:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import onnx
 
+from shared.errors import ExpectedError
+
 # Ops that only re-lay or squash a head's output: cut here, redo on the host (post.py).
 POST_OPS = {"Sigmoid", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Softmax"}
 # Ops our three nets use that the Hailo-8 ONNX parser supports (Dataflow Compiler user guide, supported layers).
@@ -22,7 +24,7 @@ HAILO_OPS = {"Conv", "ConvTranspose", "Relu", "LeakyRelu", "PRelu", "Add", "Sub"
 ROLES = ("enhancer", "denoiser", "yunet")
 
 
-class GraphError(ValueError):
+class GraphError(ExpectedError, ValueError):
     pass
 
 

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from shared.errors import ExpectedError
+
 LFW = "lfw_mosaic"
 
 
-class PhotoError(RuntimeError):
+class PhotoError(ExpectedError, RuntimeError):
     """A photo that is not in the installed wheel, or a reference labeller that cannot load offline."""
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from shared.data import to_float
 from shared.evaluation import Protocol, is_qdq, ort_session
+from shared.ort_runtime import describe
 from shared.models import OUTPUT_NAMES, decode
 from stages.photos import artifacts as artlib
 from stages.photos import figure
@@ -87,7 +88,7 @@ def run_artifact(art, samples: Samples, proto: Protocol, fallback_size) -> tuple
         dets.append(decode(y, (w, h), proto.score_thr, proto.nms_iou)[0])
     info = {"artifact": art.name, "kind": art.kind, "label": art.label,
             "precision": "int8 (QDQ)" if is_qdq(art.path) else "fp32",
-            "ort_graph_optimization": str(sess.get_session_options().graph_optimization_level).split(".")[-1],
+            **describe(sess),
             "input_size": [h, w]}
     return info, dets
 

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import torch
 
+from shared.errors import ExpectedError
 from shared.models.bundle import PARTS, BundleError, is_bundle, load_bundle
 
 
-class CandidateError(ValueError):
+class CandidateError(ExpectedError, ValueError):
     pass
 
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from shared.errors import ExpectedError
+
 TECHNIQUES = ("none", "bn_fold", "cle", "bn_fold+cle")
 BITWIDTHS = {"W8A8": (8, 8), "W4A8": (4, 8), "W8A16": (8, 16)}
 SCHEMES = ("tf_enhanced", "min_max")
 MODELS = ("enhancer", "denoiser", "detector", "pipeline")
 
 
-class GridError(ValueError):
+class GridError(ExpectedError, ValueError):
     pass
 
 

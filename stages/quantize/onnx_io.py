@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from shared.models import OUTPUT_NAMES
+from shared.ort_runtime import open_session
 
 
 def output_names(name: str) -> list[str]:
@@ -60,11 +61,7 @@ def weight_bytes(path: Path) -> dict:
 
 def latency(path: Path, x: np.ndarray, runs: int, threads: int) -> dict:
     """Median / mean ms per image in ONNX Runtime (CPU EP) with ``threads`` intra-op threads (0 = all)."""
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    sess = open_session(path, "exact", threads)     # the kernels the rows are evaluated with
     feed = {sess.get_inputs()[0].name: x[:1].astype(np.float32)}
     sess.run(None, feed)
     times = []

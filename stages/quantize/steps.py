@@ -24,6 +24,7 @@ import torch
 
 from shared.data import load_split
 from shared.evaluation import Protocol, ort_session
+from shared.ort_runtime import cpu_int8_features
 from shared.manifest import MissingInput
 from stages.quantize import aimet_ptq, candidates, grid, inq, measure, nncf_ptq, onnx_io, table
 from stages.quantize.grid import Cell
@@ -92,10 +93,12 @@ def run(ctx) -> dict:
                                                      calib[0], cfg["bench"]["runs"], ref),
                                 # this candidate's FP32 (a pruned candidate: its own pruned widths)
                                 "fp32_bytes": onnx_io.weight_bytes(stem / "fp32.onnx"),
-                                # accuracy with the fused int8 kernels this CPU times (saturating without VNNI)
-                                "int8_fused_kernels_eval": measure.evaluate(
-                                    ort_session(ctx.out / best["pipeline"]["row"]["onnx_file"], fused_int8=True),
+                                # accuracy in a default ORT session (u8s8 kernels: saturate on AVX2 without VNNI);
+                                # the rows are measured in shared.ort_runtime's "exact" mode
+                                "int8_u8s8_kernels_eval": measure.evaluate(
+                                    ort_session(ctx.out / best["pipeline"]["row"]["onnx_file"], mode="fast"),
                                     "pipeline", r.test, r.proto),
+                                "cpu": cpu_int8_features(),
                                 "split": REPORTED, "int8_selected_on": SELECT,
                                 "int8_bytes": best["pipeline"]["row"]["export"], "int8_variant": best["pipeline"]["row"]["method"]}
             log.info("latency %s: %s", cand.name, json.dumps(bench[cand.name]["1_thread"]))

@@ -33,13 +33,8 @@ def host_cores() -> int:
 
 
 def session(path: Path, threads: int = 0):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads if threads > 0 else host_cores()
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    from shared.ort_runtime import open_session     # "exact": the kernels accuracy is measured with
+    return open_session(path, "exact", threads if threads > 0 else host_cores())
 
 
 def probe_input(sess, input_range: float = 1.0, seed: int = 0) -> dict:

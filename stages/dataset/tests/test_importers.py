@@ -79,6 +79,29 @@ def test_wider_bad_input_names_file_and_line(cfg, make_ctx, tmp_path, kind, line
         steps.run(make_ctx(_cfg(cfg, "wider", root)))
 
 
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "link"])
+def test_paths_leaving_the_dataset_root_are_refused(cfg, make_ctx, tmp_path, kind):
+    root = wider_fixture(tmp_path / "wider", n=5)
+    outside = tmp_path / "secret" / "face.jpg"
+    _img(outside)                                        # a real image: only confinement may stop it
+    name = {"dotdot": "../../secret/face.jpg", "absolute": str(outside), "link": "ev/link.jpg"}[kind]
+    if kind == "link":
+        (root / "images" / "ev" / "link.jpg").symlink_to(outside)
+    with open(root / "label.txt", "a") as f:
+        f.write(f"# {name}\n10 20 30 40 {LM} 0.9\n")
+    with pytest.raises(BadSample, match=re.escape(f"{root / 'label.txt'}:11: image path {name!r} leaves the dataset root")):
+        steps.run(make_ctx(_cfg(cfg, "wider", root)))
+
+
+def test_logynthetic_link_out_of_the_root_is_refused(tmp_path):
+    root = logy_fixture(tmp_path / "logy", n=2)
+    (tmp_path / "elsewhere.png").write_bytes((root / "s0_0.png").read_bytes())
+    (root / "s0_0.png").unlink()
+    (root / "s0_0.png").symlink_to(tmp_path / "elsewhere.png")
+    bad = [s for s in importers.find_samples("logynthetic", root) if s.error]
+    assert len(bad) == 1 and "s0_0.json:1: image path 's0_0.png' leaves the dataset root" in bad[0].error
+
+
 def test_wider_skip_mode_counts_bad_samples(cfg, make_ctx, tmp_path):
     root = wider_fixture(tmp_path / "wider", n=5, bad=("corrupt", "truncated", "missing", "outside", "landmarks"))
     m = steps.run(make_ctx(_cfg(cfg, "wider", root, on_bad_sample="skip")))["metrics"]

@@ -3,6 +3,7 @@ import json
 
 import cv2
 
+from shared.errors import LogOnlyFilter
 from shared.stage import main
 from shared.labelv2 import read_labelv2
 from stages.dataset.steps import run
@@ -90,8 +91,12 @@ def test_failure_leaves_no_output(tmp_path, capsys):
     (tmp_path / "wider" / "label.txt").write_text("# nothere.jpg\n1 1 5 5\n")
     extra = f"  source: wider\n  root: {tmp_path / 'wider'}\n"
     rc, out = _run(tmp_path, "bad", extra=extra)
-    assert rc == 1 and not out.exists()
-    assert "label.txt:1: label names nothere.jpg but" in capsys.readouterr().err
+    assert rc == 3 and not out.exists()          # EXIT_INPUT: bad input, not a crash
+    err = capsys.readouterr().err
+    assert err.rstrip().splitlines()[-1].startswith("error: ") and "label.txt:1: label names nothere.jpg but" in err
+    console = LogOnlyFilter()
+    shown = [ln for ln in err.splitlines() if console.show(ln)]   # what the driver lets onto the console
+    assert not any("Traceback" in ln for ln in shown) and "Traceback" in err   # the log keeps it
     assert not list((tmp_path / "work" / "bad" / ".tmp").glob("dataset-*"))
 
 
