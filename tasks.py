@@ -9,7 +9,7 @@
     invoke bench                                  timing figures (dataset stage, no-op run, rebuild)
     invoke readme [--config configs/demo.yaml]    put the run's results table + plot into README.md
 
-The logic lives in shared/pipeline/; this file only parses flags and prints.
+The logic lives in host/ (host-side orchestration, in no image); this file only parses flags and prints.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import time
 
 from invoke import task
 
-from shared.pipeline import driver, testing
-from shared.pipeline.dag import load_dag
+from host import driver, testing
+from shared.dag import load_dag
 
 DEFAULT_CONFIG = "configs/demo.yaml"
 logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(message)s", datefmt="%H:%M:%S")
@@ -114,7 +114,7 @@ def test(c, host_only=False, no_e2e=False, runner="auto"):
             "noop_config": "config whose whole chain is timed as a warm no-op (default smoke)"})
 def bench(c, config=DEFAULT_CONFIG, runner="auto", noop_config="configs/smoke.yaml"):
     """Print timing figures: dataset stage, warm no-op `all`, warm image rebuild."""
-    from shared.pipeline import bench as benchmod
+    from host import bench as benchmod
     try:
         benchmod.main(config, runner, noop_config)
     except driver.PipelineError as e:
@@ -124,7 +124,7 @@ def bench(c, config=DEFAULT_CONFIG, runner="auto", noop_config="configs/smoke.ya
 @task(help={"config": "run config whose report goes into README.md (default demo)"})
 def readme(c, config=DEFAULT_CONFIG):
     """Copy the run's results table (report stage's README_snippet.md) and plot into README.md."""
-    from shared.pipeline import readme as readmemod
+    from host import readme as readmemod
     try:
         run = driver.load(config)["run"]
         for p in readmemod.update(run, driver.VOLUMES):

@@ -31,7 +31,7 @@ from shared import config as cfglib
 from shared.errors import ExpectedError, print_for_log
 from shared.manifest import (AtomicStageDir, MissingInput, hash_files, list_files, manifest_hash, stage_key,
                              require_manifest, write_json)
-from shared.pipeline.dag import load_dag
+from shared.dag import load_dag
 
 EXIT_FAILED, EXIT_CONFIG, EXIT_INPUT = 1, 2, 3
 

@@ -88,7 +88,7 @@ def test_resolved_config_round_trips_to_the_same_hashes(tmp_path):
     stage loads and validates it again, so a schema default that validation would change (an int
     default of a float key) gives the manifest a hash the host never matches: a stage never cached."""
     import yaml
-    from shared.pipeline.dag import load_dag
+    from shared.dag import load_dag
     for name in ("demo", "smoke", "paper"):
         cfg = load_config(f"configs/{name}.yaml")
         p = write(tmp_path, f"{name}.yaml", yaml.safe_dump(cfg))

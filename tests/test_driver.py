@@ -1,7 +1,7 @@
 """Driver errors are one clear line; status reports the truth after a config edit."""
 import pytest
 
-from shared.pipeline import driver, runners
+from host import driver, runners
 
 
 def test_unknown_stage(monkeypatch):
@@ -46,8 +46,8 @@ def test_clean_removes_only_the_named_run(tmp_path, monkeypatch):
 
 
 def test_unmet_image_need_is_recorded_as_skipped_with_how_to(tmp_path):
-    from shared.pipeline.cache import stage_status
-    from shared.pipeline.dag import Stage
+    from host.cache import stage_status
+    from shared.dag import Stage
     stage = Stage("esp-build", (), "esp-build", ("image:espressif/idf:v5.3.2",))
     cfg = driver.load("configs/smoke.yaml")
     unmet = driver.missing_needs(stage, "local")
@@ -63,6 +63,6 @@ def test_unmet_image_need_is_recorded_as_skipped_with_how_to(tmp_path):
 
 
 def test_unknown_need_kind(tmp_path):
-    from shared.pipeline.dag import Stage
+    from shared.dag import Stage
     with pytest.raises(driver.PipelineError, match="unknown need 'gpu'"):
         driver.missing_needs(Stage("x", (), "x", ("gpu",)), "docker")

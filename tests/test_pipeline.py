@@ -3,9 +3,10 @@ import json
 
 import pytest
 
+from host import cache, runners
+from shared import dag as daglib
 from shared import manifest as mf
 from shared.config import load_config, section, sha256_of
-from shared.pipeline import cache, dag as daglib, runners
 
 
 def fake_dag(tmp_path):
@@ -34,7 +35,7 @@ def test_dag_rejects_forward_dependency_and_bad_key(tmp_path):
 
 
 def test_repo_dag_images_exist():
-    from shared.pipeline.images import load_images
+    from host.images import load_images
     images = load_images()
     for s in daglib.load_dag().values():
         assert s.image in images, s

@@ -1,7 +1,7 @@
 """`invoke readme` splices a run's snippet between its README markers and copies the plot."""
 import pytest
 
-from shared.pipeline import readme
+from host import readme
 
 
 def test_update_replaces_only_the_marked_block(tmp_path):
@@ -36,7 +36,7 @@ def test_missing_markers_or_snippet_are_named(tmp_path):
 
 def test_update_copies_every_linked_figure(tmp_path):
     """Every docs/figures/<run>_<name> the snippet links is copied from the report's <name>."""
-    from shared.pipeline import readme
+    from host import readme
     rep = tmp_path / "vol" / "x" / "report"
     rep.mkdir(parents=True)
     (rep / "README_snippet.md").write_text("![a](docs/figures/x_ap_vs_bytes.png) ![p](docs/figures/x_photos.png)\n")

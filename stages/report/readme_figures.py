@@ -2,7 +2,7 @@
 and the real-photos check (outside the training domain).
 
 The report stage writes ``<run>/report/README_snippet.md`` with it at the end of every run;
-``invoke readme --config configs/demo.yaml`` (shared/pipeline/readme.py) then copies the
+``invoke readme --config configs/demo.yaml`` (host/readme.py) then copies the
 snippet and its plot into README.md and ``docs/figures/``.  By hand::
 
     python -m stages.report.readme_figures [--run demo] [--work DIR]
@@ -10,7 +10,7 @@ snippet and its plot into README.md and ``docs/figures/``.  By hand::
 Reads ``results.csv`` / ``results.json``; rows are the whole systems (pipeline modules and
 chains of three models); nothing is measured here.  The snippet links every figure of ``FIGURES``
 that the report made at ``figure_path(run, name)`` (``docs/figures/<run>_<name>``): whatever copies
-the snippet into README.md copies those files there (shared/pipeline/readme.py).
+the snippet into README.md copies those files there (host/readme.py).
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from shared.data import load_split, to_float
 from shared.evaluation import Protocol
-from shared.pipeline.dag import dependants, load_dag
+from shared.dag import dependants, load_dag
 from stages.report import html, intervals, jmmc, onnx_cost, photos_section, plots, readme_figures, seeds, strip
 from stages.report.discover import discover, groups, is_chain, summary
 from stages.report.latency import chain_fps, host_cores, time_artifact

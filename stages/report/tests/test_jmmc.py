@@ -8,7 +8,7 @@ import pytest
 from shared.config import defaults, load_schema
 from shared.data import load_split
 from shared.evaluation import Protocol
-from shared.pipeline.dag import Stage
+from shared.dag import Stage
 from shared.stage import StageContext
 from stages.report import jmmc, photos_section, seeds, steps
 from stages.report.discover import discover

@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from shared.config import defaults, load_schema
-from shared.pipeline.dag import Stage
+from shared.dag import Stage
 from shared.stage import StageContext
 from stages.report import steps
 from stages.report.table import read_csv

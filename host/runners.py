@@ -16,8 +16,8 @@ from pathlib import Path
 
 from shared.config import REPO
 from shared.errors import LogOnlyFilter
-from shared.pipeline import images as img
-from shared.pipeline.dag import Stage
+from host import images as img
+from shared.dag import Stage
 
 log = logging.getLogger("runner")
 VOLUMES = REPO / "volumes"

@@ -12,7 +12,7 @@ from pathlib import Path
 from shared import config as cfglib
 from shared.manifest import manifest_hash, read_manifest
 from shared.manifest import stage_key as manifest_key
-from shared.pipeline.dag import Stage
+from shared.dag import Stage
 
 
 def stage_key(stage: Stage, cfg: dict, run_dir: Path, env_id: str) -> str:

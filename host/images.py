@@ -57,21 +57,11 @@ def chain(images: dict, image: str) -> list[str]:
     return out
 
 
-# Host-side orchestration modules are kept out of the images (.dockerignore), so editing
-# them does not invalidate every stage; the stages only need the DAG reader.
-HOST_ONLY = ("shared/pipeline/",)
-IN_IMAGES = ("shared/pipeline/__init__.py", "shared/pipeline/dag.py")
-
-
-def in_images(rel: str) -> bool:
-    return rel in IN_IMAGES or not rel.startswith(HOST_ONLY)
-
-
 def _hash_path(h, rel: str) -> None:
     p = REPO / rel
     files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
     for f in files:
-        if "__pycache__" in f.parts or f.suffix == ".pyc" or not in_images(str(f.relative_to(REPO))):
+        if "__pycache__" in f.parts or f.suffix == ".pyc":
             continue
         h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
 

@@ -12,9 +12,9 @@ import json
 import time
 
 from shared.manifest import read_manifest
-from shared.pipeline import driver
-from shared.pipeline.dag import load_dag
-from shared.pipeline.runners import VOLUMES, choose_runner
+from host import driver
+from shared.dag import load_dag
+from host.runners import VOLUMES, choose_runner
 
 
 def main(config: str, runner: str = "auto", noop_config: str = "configs/smoke.yaml") -> dict:

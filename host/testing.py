@@ -13,10 +13,10 @@ import time
 import xml.etree.ElementTree as ET
 
 from shared.config import REPO
-from shared.pipeline import driver
-from shared.pipeline.dag import load_dag
-from shared.pipeline.images import compose_cmd, load_images
-from shared.pipeline.runners import VOLUMES, LocalRunner, RunnerError, choose_runner
+from host import driver
+from shared.dag import load_dag
+from host.images import compose_cmd, load_images
+from host.runners import VOLUMES, LocalRunner, RunnerError, choose_runner
 
 log = logging.getLogger("test")
 REPORTS = VOLUMES / ".test-reports"

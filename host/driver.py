@@ -18,10 +18,10 @@ import yaml
 
 from shared import config as cfglib
 from shared.manifest import MANIFEST, AtomicStageDir, manifest_hash, read_manifest, write_json
-from shared.pipeline import images as img
-from shared.pipeline.cache import Status, stage_key, stage_status
-from shared.pipeline.dag import load_dag, upstream
-from shared.pipeline.runners import VOLUMES, RunnerError, choose_runner, make_runner, run_logged
+from host import images as img
+from host.cache import Status, stage_key, stage_status
+from shared.dag import load_dag, upstream
+from host.runners import VOLUMES, RunnerError, choose_runner, make_runner, run_logged
 
 log = logging.getLogger("pipeline")
 OS_RECORD = VOLUMES / ".os-images.json"
