@@ -23,8 +23,9 @@ MODES = ("exact", "reference", "fast")
 X64_PRECISION = "session.x64quantprecision"
 
 
-def session_options(mode: str = "exact", threads: int = 0):
-    """SessionOptions for ``mode`` with ``threads`` intra-op threads (0: ONNX Runtime's default)."""
+def session_options(mode: str = "exact", threads: int = 0, profile_prefix: str | None = None):
+    """SessionOptions for ``mode`` with ``threads`` intra-op threads (0: ONNX Runtime's default);
+    ``profile_prefix``: ONNX Runtime's per-node profiling on, its JSON trace written there."""
     import onnxruntime as ort
     if mode not in MODES:
         raise ValueError(f"ONNX Runtime session mode {mode!r}: expected one of {', '.join(MODES)}")
@@ -40,13 +41,17 @@ def session_options(mode: str = "exact", threads: int = 0):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if mode == "exact":
             so.add_session_config_entry(X64_PRECISION, "1")
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
     return so
 
 
-def open_session(path, mode: str = "exact", threads: int = 0):
+def open_session(path, mode: str = "exact", threads: int = 0, profile_prefix: str | None = None):
     """An ONNX Runtime CPU-EP session of ``path`` (see the module docstring for ``mode``)."""
     import onnxruntime as ort
-    return ort.InferenceSession(os.fspath(path), session_options(mode, threads), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(os.fspath(path), session_options(mode, threads, profile_prefix),
+                                providers=["CPUExecutionProvider"])
 
 
 def describe(sess) -> dict:

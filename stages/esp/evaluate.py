@@ -16,9 +16,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from shared import units
 from shared.evaluation import as_fn, evaluate_detection, evaluate_restoration
 
-RESTORATION_SRC = {"enhancer": "1", "denoiser": "0_noisy"}
 COLUMNS = ["candidate", "model", "variant", "metric", "value", "fp32", "delta"]
 
 
@@ -35,15 +35,14 @@ def executor_fn(graph, output_names: list[str]) -> Callable[[np.ndarray], list[n
 
 
 def chain_fn(enhancer, denoiser, yunet) -> Callable[[np.ndarray], list[np.ndarray]]:
-    e, d, y = as_fn(enhancer), as_fn(denoiser), as_fn(yunet)
-    return lambda x: y((d(e(x)[0])[0] * 255.0).astype(np.float32))
+    return units.chain(as_fn(enhancer), as_fn(denoiser), as_fn(yunet))[0]
 
 
 def metrics(model: str, system, test, proto) -> dict:
-    if model in RESTORATION_SRC:
-        m = evaluate_restoration(system, test, RESTORATION_SRC[model], "0", proto.limit, proto.batch)
+    if model in units.RESTORATION:
+        m = evaluate_restoration(system, test, units.train_variant(model), units.CLEAN, proto.limit, proto.batch)
         return {"psnr": m["psnr"], "ssim": m["ssim"]}
-    m = evaluate_detection(system, test, proto, input_range=255.0 if model == "yunet" else 1.0)
+    m = evaluate_detection(system, test, proto, input_range=units.input_range(model))
     return {"ap": m["ap"], "nme": m["nme"], "missed": m["missed"]}
 
 

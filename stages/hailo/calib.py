@@ -14,11 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from shared import units
 from shared.data import Split, to_float
 from shared.evaluation import as_fn
-
-DATASET_VARIANT = {"enhancer": "1", "denoiser": "0_noisy", "yunet": "0"}
-
 
 def _run(fn, x: np.ndarray, batch: int = 8) -> np.ndarray:
     return np.concatenate([fn(x[i:i + batch])[0] for i in range(0, len(x), batch)])
@@ -31,7 +29,7 @@ def chain_inputs(split: Split, group: dict, cfg: dict) -> dict[str, np.ndarray]:
     if n == 0:
         raise ValueError(f"{split.root}: the calibration split is empty")
     if c["source"] == "dataset":
-        return {role: to_float(split.images(DATASET_VARIANT[role], n)) for role in group}
+        return {role: to_float(split.images(units.train_variant(role), n)) for role in group}
     x = to_float(split.images(c["variant"], n))
     out = {}
     if "enhancer" in group:

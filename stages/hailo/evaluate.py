@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from shared import units
 from shared.data import Split
 from shared.evaluation import Protocol, as_fn, evaluate_detection, evaluate_restoration
 from stages.hailo import post
@@ -23,16 +24,16 @@ def onnx_backend(group: dict) -> dict:
 
 def evaluate(fns: dict, test: Split, proto: Protocol) -> dict:
     out = {}
-    if "enhancer" in fns:
-        out["enhancer"] = evaluate_restoration(fns["enhancer"], test, "1", "0", proto.limit, proto.batch)
-    if "denoiser" in fns:
-        out["denoiser"] = evaluate_restoration(fns["denoiser"], test, "0_noisy", "0", proto.limit, proto.batch)
+    for n in units.RESTORATION:
+        if n in fns:
+            out[n] = evaluate_restoration(fns[n], test, units.train_variant(n), units.CLEAN, proto.limit, proto.batch)
     if "yunet" in fns:
-        out["yunet"] = evaluate_detection(fns["yunet"], test, proto, input_range=255.0)
+        out["yunet"] = evaluate_detection(fns["yunet"], test, proto, input_range=units.input_range("yunet"))
     if all(r in fns for r in ("enhancer", "denoiser", "yunet")):
         detect, restore = post.chain(fns["enhancer"], fns["denoiser"], fns["yunet"])
         out["chain"] = {"detection": evaluate_detection(detect, test, proto),
-                        "restoration": evaluate_restoration(restore, test, "1_noisy", "0", proto.limit, proto.batch)}
+                        "restoration": evaluate_restoration(restore, test, proto.variant, units.CLEAN, proto.limit,
+                                                            proto.batch)}
     return out
 
 

@@ -12,6 +12,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from shared import units
+
 Fn = Callable[[np.ndarray], list]
 
 
@@ -63,14 +65,10 @@ def wrap_nhwc(fn_nhwc: Fn, returned: Sequence[str], info, in_scale: float) -> Fn
     return fn
 
 
-def chain(enhancer: Fn, denoiser: Fn, detector: Fn, pixel_scale: float = 255.0) -> tuple[Fn, Fn]:
+def chain(enhancer: Fn, denoiser: Fn, detector: Fn, pixel_scale: float = units.PIXEL_SCALE) -> tuple[Fn, Fn]:
     """(detect, restore): the Pipeline's glue, enhancer -> denoiser -> detector(255 * x), no clamp.
 
     Each fn takes NCHW and returns a list; enhancer/denoiser take and give [0, 1] images,
     the detector takes 0..255 pixels (as shared.models.Pipeline)."""
-    def restore(x):
-        return [denoiser(enhancer(x)[0])[0]]
-
-    def detect(x):
-        return detector(restore(x)[0] * np.float32(pixel_scale))
-    return detect, restore
+    detect, restore = units.chain(enhancer, denoiser, detector, pixel_scale)
+    return detect, lambda x: [restore(x)]

@@ -23,10 +23,6 @@ import torch
 from shared.data import Split
 from shared.losses import psnr_loss
 
-# the image variant each independent model is fine-tuned on (its training input)
-INDEPENDENT_VARIANT = {"enhancer": "1", "denoiser": "0_noisy", "detector": "0"}
-
-
 def _dev(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from shared import units
 from shared.data import Split
 from shared.evaluation import Protocol, evaluate_detection, evaluate_restoration
 from shared.metrics.cost import artifact_bytes, count_macs, count_params
@@ -65,9 +66,9 @@ def evaluate(pipe, test: Split, proto: Protocol, per_model: bool = False) -> dic
                                  test, proto.variant, "0", proto.limit)
     out = {"detection": det, "restoration_chain": chain}
     if per_model:
-        out.update(enhancer=evaluate_restoration(pipe.enhancer, test, "1", "0", proto.limit, proto.batch),
-                   denoiser=evaluate_restoration(pipe.denoiser, test, "0_noisy", "0", proto.limit, proto.batch),
-                   yunet=evaluate_detection(pipe.detector, test, proto, input_range=255.0))
+        out.update({n: evaluate_restoration(getattr(pipe, n), test, units.train_variant(n), units.CLEAN, proto.limit,
+                                            proto.batch) for n in units.RESTORATION},
+                   yunet=evaluate_detection(pipe.detector, test, proto, input_range=units.input_range("detector")))
     return out
 
 

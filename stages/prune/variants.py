@@ -23,9 +23,10 @@ from typing import Callable
 
 import torch
 
+from shared import units
 from shared.config import ConfigError
 from shared.data import Split
-from stages.prune.finetuners import INDEPENDENT_VARIANT, JointTerms, grad_fn, independent_loss, run_finetune
+from stages.prune.finetuners import JointTerms, grad_fn, independent_loss, run_finetune
 from stages.prune.structured import ignored_layers, prune_iterative, sparsity_warmup
 
 
@@ -88,15 +89,15 @@ def independent(fp32, ratio: float, importance: str, env: Env, name: str, steps:
     for part in ("enhancer", "denoiser", "detector"):
         model = getattr(pipe, part)
         kind = "detector" if part == "detector" else "restoration"
-        example = x * 255.0 if kind == "detector" else x
+        example = x * units.input_range(part)
         weight = kd.get("w_det" if kind == "detector" else "w_img", 0.0)
         loss = independent_loss(part, getattr(fp32, part) if weight else None, weight)
 
         def ft(step, model=model, loss=loss, part=part):
-            return run_finetune(model, env.train, loss, cfg["finetune"], INDEPENDENT_VARIANT[part],
+            return run_finetune(model, env.train, loss, cfg["finetune"], units.train_variant(part),
                                 _epochs(env, step, steps), env.seed + step, env.log, f"{name}/{part}")
         ignored = ignored_layers(model, kind, keep, cfg["keep_detector_head"])
-        out = _structured(model, example, ratio, steps, importance, ignored, loss, INDEPENDENT_VARIANT[part], ft,
+        out = _structured(model, example, ratio, steps, importance, ignored, loss, units.train_variant(part), ft,
                           env, f"{name}/{part}")
         history[part] = out["history"]
         if "warmup_history" in out:

@@ -100,13 +100,3 @@ def load(cand: Candidate) -> torch.nn.Module:
 
 def unit(pipe, name: str) -> torch.nn.Module:
     return pipe if name == "pipeline" else getattr(pipe, name)
-
-
-def input_scale(name: str) -> float:
-    """The bare detector takes raw 0..255 pixels; everything else [0, 1] images."""
-    return 255.0 if name == "detector" else 1.0
-
-
-def source_variant(name: str, proto_variant: str) -> str:
-    """Which degraded images a unit sees: enhancer _1, denoiser _0_noisy, else the eval variant."""
-    return {"enhancer": "1", "denoiser": "0_noisy"}.get(name, proto_variant)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import math
 
+from shared import units
 from shared.evaluation import detect, evaluate_restoration
 from shared.metrics.detection import evaluate_detections
-from stages.quantize.candidates import input_scale, source_variant
 
 KEYS = ("ap", "nme", "top_box_iou", "missed", "psnr", "ssim")
 DETECTION = ("pipeline", "detector")
@@ -27,10 +27,10 @@ def evaluate(system, name: str, split, proto, return_dets: bool = False):
     dets = None
     if name in DETECTION:   # shared.evaluation.evaluate_detection, keeping the detections
         variant = proto.variant
-        dets = detect(system, split, proto, variant, input_range=input_scale(name))
+        dets = detect(system, split, proto, variant, input_range=units.input_range(name))
         m = evaluate_detections(dets, split.gts(len(dets)), proto.iou_thr)
     else:
-        m = evaluate_restoration(system, split, source_variant(name, proto.variant), "0", proto.limit,
+        m = evaluate_restoration(system, split, units.eval_variant(name, proto.variant), "0", proto.limit,
                                  proto.batch)
     m = {k: m[k] for k in KEYS if k in m}
     return (m, dets) if return_dets else m

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from shared import units
 from shared.data import to_float
 from shared.selection import SelectionError, check_selection_split, pick_best
 from stages.quantize import measure, onnx_io
-from stages.quantize.candidates import input_scale, source_variant
 
 log = logging.getLogger("stages.quantize")
 GAP_WARN = 0.02
@@ -53,9 +53,9 @@ class Runner:
         """Calibration batches for a unit (its input variant and scale), seed-ordered subset."""
         n = len(self.calib_split)
         idx = np.random.default_rng(seed).permutation(n)[: (limit or n)]
-        variant = source_variant(name, self.proto.variant)
+        variant = units.eval_variant(name, self.proto.variant)
         imgs = np.stack([self.calib_split.image(int(i), variant) for i in idx])
-        x = torch.from_numpy(to_float(imgs) * np.float32(input_scale(name)))
+        x = torch.from_numpy(to_float(imgs) * np.float32(units.input_range(name)))
         return [x[i:i + batch] for i in range(0, len(x), batch)]
 
     def measure(self, system, name: str, selectable: bool = True) -> tuple[dict, dict | None, list | None]:
@@ -161,8 +161,4 @@ def folder_name(cand: str) -> str:
 def chained_onnx(enh: Path, den: Path, det: Path):
     """fn([0,1] NCHW batch) -> detector outputs, running the three ONNX models in series."""
     from shared.evaluation import as_fn
-    fe, fd, ft = as_fn(enh), as_fn(den), as_fn(det)
-
-    def run(x):
-        return ft(fd(fe(x)[0])[0] * np.float32(255.0))
-    return run
+    return units.chain(as_fn(enh), as_fn(den), as_fn(det))[0]

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from shared import units
 from shared.losses import psnr_loss
-
-VARIANT = {"enhancer": "1", "denoiser": "0_noisy", "detector": "0"}
-
 
 def unit_loss(name: str, joint_weights: dict | None = None):
     if name == "pipeline":
@@ -42,6 +40,6 @@ def qat(sim, name: str, train_split, cfg: dict, eval_variant: str, seed: int, lo
     from shared.jmmc import finetune
     run_cfg = {"epochs": cfg["epochs"], "batch_size": cfg["batch_size"], "lr": cfg["lr"],
                "weight_decay": cfg.get("weight_decay", 0.0), "limit": cfg.get("limit"),
-               "variant": VARIANT.get(name, eval_variant)}
+               "variant": units.train_variant(name, eval_variant)}
     torch.manual_seed(seed)
     return finetune(sim.model, train_split, unit_loss(name, joint_weights), run_cfg, seed, log, f"qat {name}")

@@ -22,6 +22,7 @@ import time
 
 import torch
 
+from shared import units
 from shared.data import load_split
 from shared.evaluation import Protocol, ort_session
 from shared.ort_runtime import cpu_int8_features
@@ -30,7 +31,7 @@ from stages.quantize import aimet_ptq, candidates, grid, inq, measure, nncf_ptq,
 from stages.quantize.grid import Cell
 from stages.quantize.methods import (REPORTED, SELECT, Runner, chained_onnx, choose, folder_name, row_key,
                                      selection_record)
-from stages.quantize.qat import VARIANT, qat
+from stages.quantize.qat import qat
 
 
 def val_split(data):
@@ -257,7 +258,7 @@ def _inq(ctx, r: Runner, cand: str, name: str, unit, dummy, fp32_bytes: int) -> 
     def retrain(m, after_step):
         opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=ic["lr"], weight_decay=0.0)
         for _ in range(ic["epochs_per_step"]):
-            for x, clean, boxes, kps in batches(r.train, VARIANT.get(name, r.proto.variant), ic["batch_size"], rng, ic["limit"]):
+            for x, clean, boxes, kps in batches(r.train, units.train_variant(name, r.proto.variant), ic["batch_size"], rng, ic["limit"]):
                 loss = loss_fn(m, x, clean, boxes, kps)["loss"]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

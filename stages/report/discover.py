@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared import units
 from shared.models import OUTPUT_NAMES
 
 DETECTION_ROLES = ("detector", "pipeline", "chain")
@@ -68,7 +69,7 @@ class Artifact:
 
     @property
     def input_range(self) -> float:
-        return 255.0 if self.role == "detector" else 1.0
+        return units.input_range(self.role)
 
 
 @dataclass

@@ -24,13 +24,13 @@ import time
 
 import numpy as np
 
+from shared import units
 from shared.evaluation import Protocol, as_fn, detect, evaluate_detection, evaluate_restoration, ort_session
 from shared.metrics.detection import evaluate_detections
 from stages.report.discover import Artifact
 
 DET_KEYS = ("ap", "nme", "top_box_iou", "missed", "n_gt", "n_images")
 RES_KEYS = ("psnr", "ssim", "psnr_input", "ssim_input")
-RESTORATION_SRC = {"enhancer": "1", "denoiser": "0_noisy"}
 
 
 def _keep(m: dict, keys) -> dict:
@@ -59,7 +59,7 @@ def evaluate_artifact(a: Artifact, test, proto: Protocol, log=None, keep_dets: b
         else:
             m = _keep(evaluate_detection(a.path, test, proto, input_range=a.input_range), DET_KEYS)
     elif a.role in ("enhancer", "denoiser", "restoration"):
-        src = RESTORATION_SRC.get(a.role, proto.variant)
+        src = units.eval_variant(a.role, proto.variant)
         m = _keep(evaluate_restoration(a.path, test, src, "0", proto.limit, proto.batch), RES_KEYS)
         m["src"] = src
     else:
@@ -77,13 +77,7 @@ def _path(x):
 def chain_functions(group: dict):
     """(restore(x) -> [0,1] image, system(x) -> 12 YuNet outputs) over three ORT sessions
     (``group``: role -> Artifact or ONNX path)."""
-    enh, den, det = (as_fn(_path(group[r])) for r in ("enhancer", "denoiser", "detector"))
-
-    def restore(x):
-        return den(enh(x)[0])[0]
-
-    def system(x):
-        return det(restore(x) * np.float32(255.0))
+    system, restore = units.chain(*(as_fn(_path(group[r])) for r in units.ORDER))
     return restore, system
 
 
@@ -122,7 +116,7 @@ def evaluate_chain(group: dict, test, proto: Protocol, log=None, keep_dets: bool
 
     def run(x):
         r = restore(x)
-        return det(r * np.float32(255.0)), r
+        return det(r * np.float32(units.PIXEL_SCALE)), r
 
     m = detect_and_restore(run, test, proto, keep_dets)
     m.update(src=proto.variant, source="measured here", eval_s=round(time.time() - t0, 2))

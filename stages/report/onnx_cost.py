@@ -119,6 +119,16 @@ def count_macs(model) -> int:
     return int(sum(node_macs(n, shapes) for n in model.graph.node))
 
 
+def macs_by_prefix(model, group) -> dict[str, int]:
+    """MACs summed by ``group(node name)`` (e.g. the model a pipeline node belongs to)."""
+    shapes, out = _shapes(model), {}
+    for n in model.graph.node:
+        m = node_macs(n, shapes)
+        if m:
+            out[group(n.name)] = out.get(group(n.name), 0) + m
+    return out
+
+
 def file_bytes(path: Path) -> int:
     """The ONNX file plus any external-data files it references."""
     import onnx

@@ -227,3 +227,40 @@ def joint_vs_independent(tables: list[Path], path: Path, diffs: list[dict] = ())
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return None
+
+
+LATENCY_SERIES = (("lat_1_ms", "ONNX Runtime, 1 thread", "o", "-"), ("lat_all_ms", "ONNX Runtime, all threads", "o", "--"),
+                  ("ov_1_ms", "OpenVINO, 1 thread", "^", "-"), ("ov_all_ms", "OpenVINO, all threads", "^", "--"))
+
+
+def latency_vs_macs(rows: list[dict], path: Path) -> str | None:
+    """Host latency (y) vs MACs (x) of every whole-system file (pipeline rows), FP32 and int8 apart,
+    per runtime and thread setting: whether pruning's MACs turn into time on this CPU."""
+    pts = [r for r in rows if r.get("role") == "pipeline" and _num(r.get("macs"))]
+    if not pts:
+        return "no pipeline row with MACs"
+    fig, ax = plt.subplots(figsize=(9, 5))
+    drawn = 0
+    for i, (key, label, marker, ls) in enumerate(LATENCY_SERIES):
+        for prec, fill in (("fp32", True), ("int8", False)):
+            sel = sorted((float(r["macs"]) / 1e6, _num(r[key])) for r in pts
+                         if _num(r.get(key)) and ("int8" in str(r.get("precision")).lower()) == (prec == "int8"))
+            if not sel:
+                continue
+            c = plt.cm.tab10(i)
+            ax.scatter(*zip(*sel), marker=marker, color=c if fill else "none", edgecolor=c, s=40,
+                       label=f"{label} ({'int8 QDQ' if prec == 'int8' else 'FP32'})")
+            drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return "no pipeline row with a latency"
+    ax.set_xlabel("MACs per frame (M)")
+    ax.set_ylabel("median latency per frame (ms, log)")
+    ax.set_yscale("log")
+    ax.set_title("Latency vs MACs of the whole-system files (pruned variants move left)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None

@@ -24,7 +24,8 @@ from tqdm import tqdm
 from shared.data import load_split, to_float
 from shared.evaluation import Protocol
 from shared.dag import dependants, load_dag
-from stages.report import html, intervals, jmmc, onnx_cost, photos_section, plots, readme_figures, seeds, strip
+from stages.report import (html, intervals, jmmc, onnx_cost, openvino_rt, photos_section, plots, profile,
+                           readme_figures, seeds, strip)
 from stages.report.discover import discover, groups, is_chain, summary
 from stages.report.latency import chain_fps, host_cores, time_artifact
 from stages.report.measure import evaluate_artifact, evaluate_chain
@@ -32,6 +33,11 @@ from stages.report.table import latency_cells, make_row, markdown, skipped_markd
 
 JMMC_TITLE = "JMMC: pruned + INT8 chain vs FP32 and the independent twin (test split)"
 ROLE_ORDER = {"enhancer": 0, "denoiser": 1, "restoration": 2, "detector": 3, "pipeline": 4, "chain": 5, "other": 6}
+
+
+def ort_version() -> str:
+    import onnxruntime
+    return onnxruntime.__version__
 
 
 def latency_ms(row: dict) -> float | None:
@@ -65,11 +71,16 @@ def artifact_rows(stages, test, proto, lcfg, log, keep=frozenset()) -> tuple[lis
         lat = time_artifact(a.path, a.input_range, lcfg["threads"], lcfg["warmup"], lcfg["runs"]) if timed else None
         if lat:
             log.info("%s: %s", a.name, ", ".join(f"{k} threads {v['median_ms']:.2f} ms" for k, v in lat.items()))
+        ov = {}
+        if a.role == "pipeline" and timed and openvino_rt.available() is None:   # whole systems, second runtime
+            ov = openvino_rt.measure_pipeline(a.path, test, proto, lcfg["threads"], lcfg["warmup"], lcfg["runs"])
+            log.info("%s in OpenVINO: AP %.3f (ONNX Runtime %.3f), %s", a.name, ov["ov_ap"], m.get("ap") or float("nan"),
+                     ", ".join(f"{k} {v:.2f}" for k, v in ov.items() if k.endswith("_ms")))
         rows.append(make_row(artifact=a.name, stage=a.stage, group=a.group, role=a.role, precision=a.precision,
                              **{k: m.get(k) for k in ("ap", "nme", "top_box_iou", "missed", "psnr", "ssim")},
                              params=c["params"], macs=c["macs"], weight_bytes=c["weight_bytes"], bytes=c["bytes"],
                              source=m["source"],
-                             **latency_cells(lat)))
+                             **latency_cells(lat), **ov))
     untimed = [a.name for a in onnx_arts[limit:]]
     return rows, ([(f"host latency of {len(untimed)} artifact(s)", "report.latency.max_artifacts is "
                     f"{lcfg['max_artifacts']}: {', '.join(untimed)}")] if untimed else []), measured
@@ -112,6 +123,20 @@ def chain_rows(grp, test, proto, lcfg, log, upstream: dict[str, dict]) -> tuple[
     return rows, chains
 
 
+def where_time_goes(plan: dict, runs: int, log) -> tuple[dict, float | None]:
+    """Per-model ONNX Runtime profiles (1 thread) of the FP32 chain, the JMMC chain and its pruned
+    FP32 source (the whole-system files of the JMMC table), and the CPU's MatMul roof."""
+    files = {s["key"]: s["artifacts"][0] for s in plan["systems"] if s["kind"] == "pipeline"}
+    if not files:
+        return {}, None
+    peak = profile.peak_gmacs(1)
+    out = {}
+    for key, a in files.items():
+        out[a.name] = {"system": key, **profile.profile(a.path, a.input_range, max(3, runs // 2), 1)}
+        log.info("profile %s: %s", a.name, ", ".join(f"{m} {ms:.1f} ms" for m, ms in out[a.name]["by_model_ms"].items()))
+    return out, peak
+
+
 def figures(rows, stages, grp, test, proto, cfg, out: Path, log, ivs: dict) -> tuple[dict, set, list]:
     figs, not_made = {}, []
     for r in rows:
@@ -127,6 +152,11 @@ def figures(rows, stages, grp, test, proto, cfg, out: Path, log, ivs: dict) -> t
         r.pop("_lat")
         r.pop("_size")
         r.pop("_ap_ci")
+    why = plots.latency_vs_macs(rows, out / "latency_vs_macs.png")
+    if why is None:
+        figs["Latency vs MACs"] = out / "latency_vs_macs.png"
+    else:
+        not_made.append(("plot latency_vs_macs.png", why))
     for cap, f in (("AP vs bytes", "ap_vs_bytes.png"), ("AP vs latency", "ap_vs_latency.png")):
         if (out / f).exists():
             figs[cap] = out / f
@@ -192,15 +222,18 @@ def run(ctx) -> dict:
                                               ROLE_ORDER.get(r["role"], 9), r["artifact"]))
     jm = jmmc.build(plan, rows, measured, test, proto, cfg["intervals"]["n_boot"], ctx.seed, log)
     del measured       # the detections: only the intervals needed them
+    profiles, peak = where_time_goes(plan, cfg["latency"]["runs"], log)
     ivs = intervals.collect(stages, jm)
     figs, front, not_made = figures(rows, stages, grp, test, proto, cfg, out, log, ivs)
     photos = photos_section.collect(stages, out)
     sg = seeds.groups(rows)
-    skipped = skipped_rows(stages, untimed + not_made)
+    ov_missing = openvino_rt.available()
+    skipped = skipped_rows(stages, untimed + not_made + ([("OpenVINO columns", ov_missing)] if ov_missing else []))
     write_csv(rows, out / "results.csv")
     title = f"JMMC report — run '{ctx.config['run']}'"
     md = (f"# {title}\n\n## {JMMC_TITLE}\n\n{jmmc.markdown(jm)}\n## Every artifact\n\n"
           f"{markdown(rows, pareto=front)}\n★ on the AP-vs-bytes Pareto front.\n\n"
+          f"## Where the time goes (ONNX Runtime profile)\n\n{profile.markdown(profiles, peak)}\n"
           f"## Seeds: mean ± std\n\n{seeds.markdown(sg)}\n{photos_section.markdown(photos)}\n"
           f"## Skipped\n\n{skipped_markdown(skipped)}")
     (out / "results.md").write_text(md)
@@ -209,6 +242,8 @@ def run(ctx) -> dict:
              f"{proto.iou_thr}", "host cores": host_cores(),
              "latency": f"{cfg['latency']['warmup']} warm-up + {cfg['latency']['runs']} timed runs, threads "
                         f"{cfg['latency']['threads']} (0 = all)",
+             "runtimes": f"ONNX Runtime {ort_version()} (shared/ort_runtime.py 'exact' sessions)"
+                         + ("" if ov_missing else f"; OpenVINO {openvino_rt.version()} (CPU plugin, LATENCY hint)"),
              "generated": time.strftime("%Y-%m-%d %H:%M:%S")}
     notes = ["MACs and parameters are read from the ONNX graphs (stages/report/onnx_cost.py); BatchNorm is folded "
              "into the convolutions at export, so parameter counts can be below the PyTorch ones.",
@@ -219,12 +254,14 @@ def run(ctx) -> dict:
              "Intervals: percentile bootstrap over the test images (shared/metrics/bootstrap.py), 95 %; differences "
              "are paired. Upstream choices are made on the validation split; every number here is from test."]
     top = [f"<h2>{html.esc(JMMC_TITLE)}</h2>" + jmmc.html(jm)]
-    bottom = [seeds.html(sg), photos_section.html(photos, lambda f: html.image(out / f))]
+    bottom = [f"<h2>Where the time goes (ONNX Runtime profile)</h2><pre>{html.esc(profile.markdown(profiles, peak))}</pre>",
+              seeds.html(sg), photos_section.html(photos, lambda f: html.image(out / f))]
     page = html.render(title, rows, front, skipped, figs, chains, facts, notes, top, bottom)
     (out / "report.html").write_text(page)
     (out / "results.json").write_text(json.dumps({"rows": rows, "chains": chains, "skipped": skipped,
                                                   "pareto_ap_vs_bytes": sorted(front), "stages": summary(stages),
-                                                  "jmmc": jm, "photos": photos, "seeds": sg, "intervals": ivs},
+                                                  "jmmc": jm, "photos": photos, "seeds": sg, "intervals": ivs,
+                                                  "profile": {"files": profiles, "peak_gmacs_1_thread": peak}},
                                                  indent=2, default=float) + "\n")
     (out / "README_snippet.md").write_text(readme_figures.snippet(out, ctx.config["run"]))
     final = ctx.run_dir / ctx.name / "report.html"

@@ -12,7 +12,8 @@ from pathlib import Path
 from stages.report.discover import StageInfo
 
 # (key, header, format) - the study's columns (AP, NME, IoU, missed, PSNR, SSIM, params,
-# MACs, size: weight bytes as stored and the file) then host latency, chain throughput and where the accuracy comes from.
+# MACs, size: weight bytes as stored and the file) then host latency (ONNX Runtime), chain throughput, OpenVINO's
+# accuracy and latency of each whole-system file, and where the accuracy comes from.
 COLUMNS = [
     ("artifact", "artifact", "s"), ("stage", "stage", "s"), ("group", "group", "s"),
     ("role", "role", "s"), ("precision", "precision", "s"),
@@ -23,6 +24,7 @@ COLUMNS = [
     ("lat_1_ms", "ms 1T", ".2f"), ("lat_1_p90_ms", "p90 1T", ".2f"),
     ("lat_all_ms", "ms allT", ".2f"), ("lat_all_p90_ms", "p90 allT", ".2f"),
     ("fps_serial", "fps serial", ".1f"), ("fps_parallel", "fps parallel", ".1f"),
+    ("ov_ap", "AP OpenVINO", ".3f"), ("ov_1_ms", "OV ms 1T", ".2f"), ("ov_all_ms", "OV ms allT", ".2f"),
     ("source", "accuracy from", "s"),
 ]
 KEYS = [k for k, _, _ in COLUMNS]

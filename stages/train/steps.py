@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from shared import units
 from shared.data import load_split, to_float
 from shared.drawing import draw_detections
 from shared.evaluation import Protocol, detect, evaluate_detection, evaluate_restoration
@@ -53,9 +54,10 @@ def run(ctx) -> dict:
     pipe = build_models(model_config(cfg, size))
     history, timings = {}, {}
 
-    for name, src in (("enhancer", "1"), ("denoiser", "0_noisy")):
+    for name in units.RESTORATION:
         t0 = time.time()
-        history[name] = train_restoration(getattr(pipe, name), train, src, "0", cfg["restoration"], amp,
+        history[name] = train_restoration(getattr(pipe, name), train, units.train_variant(name), units.CLEAN,
+                                          cfg["restoration"], amp,
                                           ctx.seed, log, name)
         timings[name] = time.time() - t0
 
@@ -71,21 +73,22 @@ def run(ctx) -> dict:
 
     save_bundle(ctx.out, pipe, model_config(cfg, size), {
         "stage": "train", "method": "fp32", "seed": ctx.seed, "precision": amp.describe(), "device": device.type,
-        "enhancer": {"loss": "psnr", "source": "_1", "target": "_0", **_brief(cfg["restoration"])},
-        "denoiser": {"loss": "psnr", "source": "_0_noisy", "target": "_0", **_brief(cfg["restoration"])},
+        **{n: {"loss": "psnr", "source": f"_{units.train_variant(n)}", "target": f"_{units.CLEAN}",
+               **_brief(cfg["restoration"])} for n in units.RESTORATION},
         "detector": {"trainer": "mmdet", **_brief(cfg["detector"])},
         "seconds": {k: round(v, 1) for k, v in timings.items()}})
 
     proto = Protocol.from_config(ctx.config)
     log.info("evaluating on %d test images (%s)", len(test), proto.variant)
-    det_alone = evaluate_detection(pipe.detector, test, proto, input_range=255.0)
-    det_clean = evaluate_detection(pipe.detector, test, proto, variant="0", input_range=255.0)
+    det_range = units.input_range("detector")
+    det_alone = evaluate_detection(pipe.detector, test, proto, input_range=det_range)
+    det_clean = evaluate_detection(pipe.detector, test, proto, variant=units.CLEAN, input_range=det_range)
     chain = evaluate_detection(pipe, test, proto)
     restoration = {
-        "enhancer": evaluate_restoration(pipe.enhancer, test, "1", "0", proto.limit),
-        "denoiser": evaluate_restoration(pipe.denoiser, test, "0_noisy", "0", proto.limit),
+        **{n: evaluate_restoration(getattr(pipe, n), test, units.train_variant(n), units.CLEAN, proto.limit)
+           for n in units.RESTORATION},
         "chain": evaluate_restoration(lambda x: pipe.restore(torch.from_numpy(x))[1].detach().numpy(),
-                                      test, "1_noisy", "0", proto.limit),
+                                      test, proto.variant, units.CLEAN, proto.limit),
     }
 
     probe = to_float(test.images(proto.variant, 1))

@@ -1,0 +1,74 @@
+"""OpenVINO, the second host runtime (Intel CPUs; NNCF's native target), beside ONNX Runtime.
+
+The same ONNX files ONNX Runtime measures are read by ``openvino.Core`` directly (QDQ graphs
+become FakeQuantize, which OpenVINO's low-precision transformations run with int8 kernels).
+Per whole system (a pipeline file): accuracy by the shared protocol (``fn`` is an ordinary
+callable system for ``shared.evaluation``) and latency with 1 thread and with every core,
+the same warm-up / runs as ONNX Runtime's timing.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def available() -> str | None:
+    """None when OpenVINO imports, else why not (the report then says so)."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError as e:
+        return f"skipped: needs the openvino package ({e}); it is pinned in docker/report/requirements.txt"
+    return None
+
+
+def compiled(path: Path, threads: int = 0):
+    """An OpenVINO CPU model of ``path``: the latency hint, ``threads`` inference threads (0: all), and
+    f32 inference precision: on CPUs with bf16 units (AVX512-BF16, AMX) the plugin would otherwise run
+    FP32 graphs in bf16 (measured here: errors of 1e-2 on a 3x3 conv), which is not the file's arithmetic."""
+    import openvino as ov
+    cfg = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    if threads > 0:
+        cfg["INFERENCE_NUM_THREADS"] = threads
+    core = ov.Core()
+    return core.compile_model(core.read_model(str(path)), "CPU", cfg)
+
+
+def as_system(model):
+    """fn(float32 NCHW batch) -> outputs in the graph's order, one image at a time (static shapes)."""
+    def run(x):
+        per = [[np.asarray(v) for v in model(x[i:i + 1]).values()] for i in range(len(x))]
+        return [np.concatenate([p[k] for p in per]) for k in range(len(per[0]))]
+    return run
+
+
+def time_model(model, x: np.ndarray, warmup: int, runs: int) -> dict:
+    req = model.create_infer_request()
+    for _ in range(warmup):
+        req.infer([x])
+    times = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        req.infer([x])
+        times[i] = (time.perf_counter() - t0) * 1e3
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "runs": runs}
+
+
+def version() -> str:
+    import openvino as ov
+    return ov.get_version()
+
+
+def measure_pipeline(path: Path, split, proto, threads: list[int], warmup: int, runs: int) -> dict:
+    """Row cells of one whole system in OpenVINO: ``ov_ap`` (shared protocol, test split) and
+    ``ov_<1|all>_ms`` (median latency per frame, 1 thread / every core)."""
+    from shared.evaluation import evaluate_detection
+    out = {"ov_ap": evaluate_detection(as_system(compiled(path)), split, proto)["ap"]}
+    for n in threads:
+        model = compiled(path, n)
+        shape = [d if d > 0 else 1 for d in model.inputs[0].get_partial_shape().get_min_shape()]
+        x = np.random.default_rng(0).random(shape, dtype=np.float32)
+        key = f"ov_{'all' if n <= 0 else n}_ms"
+        out[key] = time_model(model, x, warmup, runs)["median_ms"]
+    return out
