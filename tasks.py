@@ -1,6 +1,7 @@
 """Invoke tasks: the user-facing verbs of the toolchain.
 
     invoke all [--config configs/demo.yaml]       build images, run every stage (cached)
+               [--jobs N] [--keep-going]          N ready stages at once; a failure blocks only its dependants
     invoke stage dataset [--force]                one stage (and what it needs upstream)
     invoke status                                 done / stale / missing, and why
     invoke images [--stage NAME] [--force]        build stage images
@@ -66,20 +67,28 @@ def stage(c, name, config=DEFAULT_CONFIG, force=False, runner="auto", no_build=F
     try:
         rows = driver.run([name], config, runner, [name] if force else False, build=not no_build)
     except driver.PipelineError as e:
-        _fail(e)
+        _fail_with_rows(e)
     _print_status(rows)
 
 
+def _fail_with_rows(e: Exception):
+    if isinstance(e, driver.RunFailed):
+        _print_status(e.rows)
+    _fail(e)
+
+
 @task(name="all", help={"config": "run config", "force": "rerun every stage", "runner": "auto | docker | local",
-                        "verbose": "show tracebacks of expected errors (always in <run>/.logs/<stage>.log)"})
-def all_(c, config=DEFAULT_CONFIG, force=False, runner="auto", verbose=False):
+                        "verbose": "show tracebacks of expected errors (always in <run>/.logs/<stage>.log)",
+                        "jobs": "run up to N ready stages at once (the cores split between them)",
+                        "keep_going": "a failed stage blocks only its dependants; the rest of the DAG still runs"})
+def all_(c, config=DEFAULT_CONFIG, force=False, runner="auto", verbose=False, jobs=1, keep_going=False):
     """Build images and run the whole chain in dependency order (cached stages are skipped)."""
     _verbose(verbose)
     t0 = time.time()
     try:
-        rows = driver.run(list(load_dag()), config, runner, force)
+        rows = driver.run(list(load_dag()), config, runner, force, jobs=int(jobs), keep_going=keep_going)
     except driver.PipelineError as e:
-        _fail(e)
+        _fail_with_rows(e)
     _print_status(rows)
     print(f"all stages ready in {time.time() - t0:.1f} s; outputs in volumes/{driver.load(config)['run']}/")
 

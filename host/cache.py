@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared import config as cfglib
-from shared.manifest import manifest_hash, read_manifest
+from shared.manifest import MANIFEST, file_sha256, manifest_hash, read_manifest
 from shared.manifest import stage_key as manifest_key
 from shared.dag import Stage
 
@@ -23,13 +23,13 @@ def stage_key(stage: Stage, cfg: dict, run_dir: Path, env_id: str) -> str:
 @dataclass
 class Status:
     stage: str
-    state: str       # done | stale | missing | skipped | blocked
+    state: str       # done | stale | corrupt | missing | skipped | blocked | failed
     reason: str
 
 
 def stage_status(stage: Stage, cfg: dict, run_dir: Path, env_id: str, upstream: dict[str, Status]) -> Status:
     for d in stage.deps:
-        if upstream[d].state in ("missing", "blocked"):
+        if upstream[d].state in ("missing", "blocked", "corrupt"):
             return Status(stage.name, "blocked" if read_manifest(run_dir, stage.name) is None else "stale",
                           f"upstream '{d}' is {upstream[d].state}")
     m = read_manifest(run_dir, stage.name)
@@ -38,6 +38,10 @@ def stage_status(stage: Stage, cfg: dict, run_dir: Path, env_id: str, upstream: 
     if m.get("cache_key") == stage_key(stage, cfg, run_dir, env_id):
         if m.get("skipped"):
             return Status(stage.name, "skipped", m["skipped"])
+        altered = verify_outputs(run_dir, stage.name, m)
+        if altered:
+            return Status(stage.name, "corrupt", f"corrupt: {altered}; redo it: invoke stage {stage.name} "
+                                                 f"--config {cfg.get('_source', '<config>')}")
         return Status(stage.name, "done", f"{m.get('wall_s', '?')} s, {m.get('started', '?')}")
     reasons = []
     section = cfglib.section(cfg, stage.name, stage.sections)
@@ -50,6 +54,30 @@ def stage_status(stage: Stage, cfg: dict, run_dir: Path, env_id: str, upstream: 
     if (m.get("env") or {}).get("id") != env_id:
         reasons.append("image changed (code, requirements or runner)")
     return Status(stage.name, "stale", "; ".join(reasons) or "cache key changed")
+
+
+def verify_outputs(run_dir: Path, stage: str, m: dict) -> str | None:
+    """None when every output the manifest lists is there as written, else the first one that is not.
+
+    DVC's fast path: a file whose size matches and that is not newer than the manifest (written
+    last) is taken as is; a newer one is hashed and compared with the manifest's sha256."""
+    hashes = m.get("hashes")
+    if hashes is None:           # a manifest from before content hashes: nothing to check against
+        return None
+    root = Path(run_dir) / stage
+    ref = (root / MANIFEST).stat().st_mtime
+    for rel, size in (m.get("files") or {}).items():
+        if rel == MANIFEST:
+            continue
+        try:
+            st = (root / rel).stat()
+        except FileNotFoundError:
+            return f"{rel} (missing)"
+        if st.st_size != size:
+            return f"{rel} ({st.st_size} bytes, {size} written)"
+        if st.st_mtime > ref and file_sha256(root / rel) != hashes.get(rel):
+            return f"{rel} (content changed after the stage wrote it)"
+    return None
 
 
 def _changed_keys(old, new, prefix="") -> list[str]:

@@ -11,17 +11,20 @@ import json
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 
 import yaml
 
-from shared import config as cfglib
-from shared.manifest import MANIFEST, AtomicStageDir, manifest_hash, read_manifest, write_json
 from host import images as img
+from host import scheduler
 from host.cache import Status, stage_key, stage_status
-from shared.dag import load_dag, upstream
 from host.runners import VOLUMES, RunnerError, choose_runner, make_runner, run_logged
+from shared import config as cfglib
+from shared.dag import load_dag, upstream
+from shared.manifest import MANIFEST, AtomicStageDir, manifest_hash, read_manifest, write_json
 
 log = logging.getLogger("pipeline")
 OS_RECORD = VOLUMES / ".os-images.json"
@@ -121,9 +124,18 @@ def build_images(names: list[str], force: bool = False, refresh_base: bool = Fal
     return fps
 
 
+class RunFailed(PipelineError):
+    """Some stages failed: ``rows`` has every stage's outcome (failed, blocked, done)."""
+
+    def __init__(self, msg: str, rows: list[Status]):
+        super().__init__(msg)
+        self.rows = rows
+
+
 def run(targets: list[str], config_path: str, runner: str = "auto", force: list[str] | bool = False,
-        build: bool = True) -> list[Status]:
-    """Run ``targets`` and everything upstream of them that is not done, in DAG order."""
+        build: bool = True, jobs: int = 1, keep_going: bool = False) -> list[Status]:
+    """Run ``targets`` and everything upstream of them that is not done, in DAG order; ``jobs`` ready
+    stages at once (the cores split between them); ``keep_going``: a failure blocks only its dependants."""
     cfg = load(config_path)
     dag = load_dag()
     for t in targets:
@@ -142,26 +154,31 @@ def run(targets: list[str], config_path: str, runner: str = "auto", force: list[
     config_file = write_resolved(cfg)
     run_dir = VOLUMES / cfg["run"]
     forced = set(order if force is True else (force or []))
+    threads = scheduler.threads_per_stage(jobs) if jobs > 1 else 0
     results: dict[str, Status] = {}
-    for name in order:
+
+    def launch(name: str) -> Status:
         stage = dag[name]
         env_id = env_id_of(r, stage, unmet[name])
         st = stage_status(stage, cfg, run_dir, env_id, results)
         if st.state in ("done", "skipped") and name not in forced:
             log.info("%-10s %s (cached: %s)", name, st.state, st.reason)
             results[name] = st
-            continue
+            return st
         if unmet[name]:
             results[name] = write_skip(stage, cfg, run_dir, env_id, kind, unmet[name])
             log.warning("%-10s skipped: %s", name, results[name].reason)
-            continue
+            return results[name]
         if kind == "local":
             r.prepare(stage.image)
         key = stage_key(stage, cfg, run_dir, env_id)
         log_path = run_dir / ".logs" / f"{name}.log"
-        log.info("%-10s running (%s; %s) log: %s", name, kind, st.reason, _rel(log_path))
+        expect = expected_seconds(run_dir, name, cfg, stage)
+        log.info("%-10s running (%s; %s)%s log: %s", name, kind, st.reason,
+                 f" expected ~{_dur(expect)} (last run with this config)" if expect else "", _rel(log_path))
         t0 = time.time()
-        code = run_logged(r.command(stage, config_file, key, env_id), log_path)
+        code = run_logged(r.command(stage, config_file, key, env_id, run=cfg["run"], threads=threads), log_path,
+                          prefix=f"[{name}] " if jobs > 1 else "")
         if code != 0:
             raise PipelineError(f"stage {name} failed (exit {code}); log: {_rel(log_path)}")
         m = read_manifest(run_dir, name) or {}
@@ -169,8 +186,75 @@ def run(targets: list[str], config_path: str, runner: str = "auto", force: list[
             raise PipelineError(f"stage {name} exited 0 but wrote no manifest for this run; log: {_rel(log_path)}")
         results[name] = Status(name, "skipped" if m.get("skipped") else "done",
                                m.get("skipped") or f"ran in {time.time() - t0:.1f} s")
-        log.info("%-10s %s in %.1f s", name, results[name].state, time.time() - t0)
-    return list(results.values())
+        log.info("%-10s %s in %.1f s (total so far %s)", name, results[name].state, time.time() - t0,
+                 _dur(time.time() - started))
+        return results[name]
+
+    started = time.time()
+    try:
+        with scheduler.run_lock(run_dir), _sigterm_as_interrupt():
+            r.stop_orphans(cfg["run"])
+            _clear_tmp(run_dir)
+            out = scheduler.execute(order, {n: list(dag[n].deps) for n in order}, launch, jobs, keep_going,
+                                    on_interrupt=lambda names: _stop(r, cfg["run"], run_dir, names))
+    except scheduler.RunLocked as e:
+        raise PipelineError(str(e)) from None
+    except KeyboardInterrupt:
+        raise PipelineError(f"interrupted: the running stages' containers were stopped and their partial "
+                            f"outputs removed (run {cfg['run']})") from None
+    rows = [results.get(n) or (Status(n, "failed", str(out.failed[n])) if n in out.failed else
+                               Status(n, "blocked", f"upstream '{out.blocked[n]}' failed")) for n in order
+            if n in results or n in out.failed or n in out.blocked]
+    if out.failed:
+        failed = ", ".join(out.failed)
+        blocked = f"; blocked: {', '.join(out.blocked)}" if out.blocked else ""
+        first = next(iter(out.failed.values()))
+        msg = str(first) if len(out.failed) == 1 and not keep_going else f"failed: {failed}{blocked}"
+        raise RunFailed(msg, rows)
+    return rows
+
+
+def expected_seconds(run_dir: Path, name: str, cfg: dict, stage) -> float | None:
+    """The wall time of this stage's last run with the same config section (its manifest)."""
+    m = read_manifest(run_dir, name) or {}
+    section = cfglib.section(cfg, name, stage.sections)
+    return m.get("wall_s") if m.get("config_hash") == cfglib.sha256_of(section) and m.get("wall_s") else None
+
+
+def _dur(s: float) -> str:
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """`kill <invoke pid>` stops the stages like Ctrl-C does (the main thread only can set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _clear_tmp(run_dir: Path) -> None:
+    """Half-written outputs of earlier, killed runs (nothing else can be writing: the run is locked)."""
+    tmp = run_dir / ".tmp"
+    if tmp.is_dir():
+        for p in tmp.iterdir():
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            log.info("removed %s (left by an interrupted run)", _rel(p))
+
+
+def _stop(r, run: str, run_dir: Path, names: list[str]) -> None:
+    for n in names:
+        log.warning("%-10s interrupted: stopping it", n)
+    r.stop(run, names)
+    _clear_tmp(run_dir)
 
 
 def status(config_path: str, runner: str = "auto") -> list[Status]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import subprocess
 import sys
 import venv
@@ -71,12 +72,31 @@ class DockerRunner:
     def prepare(self, image: str, env: dict, force: bool = False) -> None:
         img.build(self.images, image, env, force)
 
-    def command(self, stage: Stage, config_path: Path, key: str, env_id: str) -> list[str]:
+    def command(self, stage: Stage, config_path: Path, key: str, env_id: str, run: str = "run",
+                threads: int = 0) -> list[str]:
         inner = Path("/work") / config_path.relative_to(VOLUMES)
         return img.compose_cmd() + [
-            "run", "--rm", "-T", "-e", f"JMMC_ENV_ID={env_id}", stage.name,
+            "run", "--rm", "-T", "--name", container_name(run, stage.name), "-e", f"JMMC_ENV_ID={env_id}",
+            *thread_env_args(threads), stage.name,
             "python", "-m", stage_module(stage.name), "--config", str(inner), "--work", "/work",
             "--cache-key", key, "--env-id", env_id]
+
+    def stop(self, run: str, names: list[str]) -> None:
+        """Stop and remove the containers of ``names`` in ``run`` (an interrupted driver)."""
+        ids = [container_name(run, n) for n in names]
+        if ids:
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, timeout=120)
+        terminate_children()        # the compose clients
+
+    def stop_orphans(self, run: str) -> list[str]:
+        """Containers of this run left by a driver that was killed (SIGKILL, a closed terminal): stopped."""
+        r = subprocess.run(["docker", "ps", "-a", "--filter", f"name=^{container_name(run, '')}",
+                            "--format", "{{.Names}}"], capture_output=True, text=True, timeout=60)
+        names = [n for n in r.stdout.split() if n.startswith(container_name(run, ""))]
+        if names:
+            log.warning("stopping container(s) left running by an earlier, killed run: %s", ", ".join(names))
+            subprocess.run(["docker", "rm", "-f", *names], capture_output=True, timeout=120)
+        return names
 
 
 class LocalRunner:
@@ -110,25 +130,72 @@ class LocalRunner:
                 raise RunnerError(f"pip install -r {f.relative_to(REPO)} failed in {d} (exit {r.returncode})")
         stamp.write_text(want)
 
-    def command(self, stage: Stage, config_path: Path, key: str, env_id: str) -> list[str]:
-        return [str(self.venv_dir(stage.image) / "bin" / "python"), "-m", stage_module(stage.name),
-                "--config", str(config_path), "--work", str(VOLUMES), "--cache-key", key, "--env-id", env_id]
+    def command(self, stage: Stage, config_path: Path, key: str, env_id: str, run: str = "run",
+                threads: int = 0) -> list[str]:
+        env = ["env", *[a for a in thread_env_args(threads) if a != "-e"]] if threads else []
+        return env + [str(self.venv_dir(stage.image) / "bin" / "python"), "-m", stage_module(stage.name),
+                      "--config", str(config_path), "--work", str(VOLUMES), "--cache-key", key, "--env-id", env_id]
+
+    def stop(self, run: str, names: list[str]) -> None:
+        """Local stage processes are the driver's children: terminated."""
+        terminate_children()
+
+    def stop_orphans(self, run: str) -> list[str]:
+        return []
+
+
+def container_name(run: str, stage: str) -> str:
+    """The stage container's name (one per run and stage; docker's name rules)."""
+    return re.sub(r"[^a-zA-Z0-9_.-]", "-", f"jmmc-{run}-{stage}")
+
+
+def thread_env_args(threads: int) -> list[str]:
+    """The share of the cores a stage gets when several run at once (torch reads OMP_NUM_THREADS,
+    shared/ort_runtime.py JMMC_THREADS)."""
+    if not threads:
+        return []
+    return ["-e", f"JMMC_THREADS={threads}", "-e", f"OMP_NUM_THREADS={threads}", "-e", f"MKL_NUM_THREADS={threads}"]
 
 
 def make_runner(kind: str, os_images: dict[str, str]):
     return DockerRunner(os_images) if kind == "docker" else LocalRunner(os_images)
 
 
-def run_logged(cmd: list[str], log_path: Path, env: dict | None = None) -> int:
-    """Run ``cmd`` streaming its output to the terminal and to ``log_path``.  The traceback of an
-    expected error (shared/errors.py markers) goes to the log only, unless JMMC_VERBOSE=1."""
+def run_logged(cmd: list[str], log_path: Path, env: dict | None = None, prefix: str = "") -> int:
+    """Run ``cmd`` streaming its output to the terminal (each line after ``prefix``) and to ``log_path``.
+    The traceback of an expected error (shared/errors.py markers) goes to the log only, unless
+    JMMC_VERBOSE=1.  Interrupted, the child is terminated (then killed) before this returns."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     console = LogOnlyFilter(verbose=os.environ.get("JMMC_VERBOSE") == "1")
     with open(log_path, "w") as fh:
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-                             env={**os.environ, **(env or {})}, bufsize=1)
-        for line in p.stdout:
-            if console.show(line):
-                sys.stderr.write(line)
-            fh.write(line)
-        return p.wait()
+                             env={**os.environ, **(env or {})}, bufsize=1, start_new_session=True)
+        CHILDREN.add(p)
+        try:
+            for line in p.stdout:
+                if console.show(line):
+                    sys.stderr.write(prefix + line)
+                fh.write(line)
+            return p.wait()
+        finally:
+            CHILDREN.discard(p)
+            _end(p)
+
+
+CHILDREN: set[subprocess.Popen] = set()      # the stage processes run_logged is streaming
+
+
+def _end(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def terminate_children() -> None:
+    """Stop every stage process still streaming (the worker threads then return)."""
+    for p in list(CHILDREN):
+        _end(p)

@@ -24,13 +24,15 @@ X64_PRECISION = "session.x64quantprecision"
 
 
 def session_options(mode: str = "exact", threads: int = 0, profile_prefix: str | None = None):
-    """SessionOptions for ``mode`` with ``threads`` intra-op threads (0: ONNX Runtime's default);
+    """SessionOptions for ``mode`` with ``threads`` intra-op threads (0: ``$JMMC_THREADS``, the share of the
+    cores ``invoke all --jobs N`` gives each stage, else ONNX Runtime's default: every core);
     ``profile_prefix``: ONNX Runtime's per-node profiling on, its JSON trace written there."""
     import onnxruntime as ort
     if mode not in MODES:
         raise ValueError(f"ONNX Runtime session mode {mode!r}: expected one of {', '.join(MODES)}")
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    threads = threads if threads > 0 else int(os.environ.get("JMMC_THREADS") or 0)   # the driver's share (--jobs)
     if threads > 0:
         so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1

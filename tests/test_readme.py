@@ -48,3 +48,25 @@ def test_update_copies_every_linked_figure(tmp_path):
     written = readme.update("x", tmp_path / "vol", repo)
     assert (repo / "docs" / "figures" / "x_photos.png").read_bytes() == b"2"
     assert len(written) == 3
+
+
+def test_the_timing_table_comes_from_the_manifests(tmp_path):
+    import json
+    repo, vols = tmp_path / "repo", tmp_path / "volumes"
+    repo.mkdir()
+    tb, te = readme.markers("demo", "timings")
+    rb, re_ = readme.markers("demo")
+    (repo / "README.md").write_text(f"{rb}\n{re_}\n## Timings\n{tb}\n| stage | old hand-typed |\n{te}\n")
+    for name, wall, skipped in (("dataset", 61.2, None), ("train", 572.4, None), ("esp-build", 0.0, "needs espressif/idf; x")):
+        (vols / "demo" / name).mkdir(parents=True)
+        (vols / "demo" / name / "manifest.json").write_text(json.dumps(
+            {"wall_s": wall, "started": "2026-12-02T06:00:00", "skipped": skipped}))
+    (vols / "demo" / "report").mkdir(exist_ok=True)
+    (vols / "demo" / "report" / "README_snippet.md").write_text("table\n")
+    readme.update("demo", vols, repo)
+    text = (repo / "README.md").read_text()
+    assert "old hand-typed" not in text
+    assert "| dataset | 61 s | 1.0 min | 2026-12-02T06:00:00 | ran |" in text
+    assert "| train | 572 s | 9.5 min |" in text and "| esp-build | 0 s | 0.0 min | 2026-12-02T06:00:00 | skipped: needs espressif/idf |" in text
+    assert "| **all stages** | **634 s** | **10.6 min** |" in text
+    assert text.index("| dataset") < text.index("| train") < text.index("| esp-build")   # DAG order
