@@ -5,7 +5,7 @@
     invoke stage dataset [--force]                one stage (and what it needs upstream)
     invoke status                                 done / stale / missing, and why
     invoke images [--stage NAME] [--force]        build stage images
-    invoke clean [--run NAME] [--all]             remove outputs
+    invoke clean [--run NAME] [--all] [--cache]   remove outputs (or only the run cache)
     invoke test                                   host tests, stage tests in their images, smoke run
     invoke bench                                  timing figures (dataset stage, no-op run, rebuild)
     invoke readme [--config configs/demo.yaml]    put the run's results table + plot into README.md
@@ -104,10 +104,11 @@ def status(c, config=DEFAULT_CONFIG, runner="auto"):
     _print_status(rows)
 
 
-@task(help={"run": "run name to remove (default: every run)", "all": "also local venvs and the base-image choice"})
-def clean(c, run=None, all=False):  # noqa: A002 - invoke flag name
+@task(help={"run": "run name to remove (default: every run)", "all": "also local venvs and the base-image choice",
+            "cache": "only the run cache (outputs of earlier config values, kept by cache key)"})
+def clean(c, run=None, all=False, cache=False):  # noqa: A002 - invoke flag name
     """Remove outputs under volumes/ (the wheelhouse is kept)."""
-    for p in driver.clean(run, all):
+    for p in driver.clean(run, all, cache_only=cache):
         print(f"  removed {p}")
 
 

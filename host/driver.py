@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from host import images as img
-from host import scheduler
+from host import runcache, scheduler
 from host.cache import Status, stage_key, stage_status
 from host.runners import VOLUMES, RunnerError, choose_runner, make_runner, run_logged
 from shared import config as cfglib
@@ -169,9 +169,14 @@ def run(targets: list[str], config_path: str, runner: str = "auto", force: list[
             results[name] = write_skip(stage, cfg, run_dir, env_id, kind, unmet[name])
             log.warning("%-10s skipped: %s", name, results[name].reason)
             return results[name]
+        key = stage_key(stage, cfg, run_dir, env_id)
+        if name not in forced and runcache.restore(run_dir, name, key):
+            results[name] = Status(name, "done", f"restored from the run cache ({runcache.CACHE}/{name}/{key[:12]})")
+            log.info("%-10s %s", name, results[name].reason)
+            return results[name]
+        runcache.stash(run_dir, name)
         if kind == "local":
             r.prepare(stage.image)
-        key = stage_key(stage, cfg, run_dir, env_id)
         log_path = run_dir / ".logs" / f"{name}.log"
         expect = expected_seconds(run_dir, name, cfg, stage)
         log.info("%-10s running (%s; %s)%s log: %s", name, kind, st.reason,
@@ -304,8 +309,12 @@ def write_skip(stage, cfg: dict, run_dir: Path, env_id: str, kind: str, unmet: l
     return Status(stage.name, "skipped", msg)
 
 
-def clean(run_name: str | None, everything: bool = False) -> list[Path]:
-    """Remove one run's outputs (or all runs, and the local venvs with ``everything``)."""
+def clean(run_name: str | None, everything: bool = False, cache_only: bool = False) -> list[Path]:
+    """Remove one run's outputs (or all runs, and the local venvs with ``everything``); ``cache_only``:
+    only the run cache (outputs of earlier config values, kept by key)."""
+    if cache_only:
+        runs = [VOLUMES / run_name] if run_name else [p for p in VOLUMES.iterdir() if p.is_dir()]
+        return [p for p in (runcache.clear(d) for d in runs) if p]
     gone = []
     if run_name:
         targets = [VOLUMES / run_name]

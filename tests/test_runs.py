@@ -169,3 +169,17 @@ def test_a_killed_driver_leaves_no_stage_process_and_no_tmp(tmp_path):
     with pytest.raises(ProcessLookupError):
         os.kill(stage_pid, 0)
     assert not list((run_dir / ".tmp").iterdir()) and not (run_dir / "dataset").exists()
+
+
+def test_switching_a_config_value_back_restores_from_the_run_cache(toy, tmp_path):
+    go, run_dir, _, dag = toy
+    go()
+    other = tmp_path / "other.yaml"          # the smoke config with one train value changed
+    other.write_text(f"_base_: {REPO / 'configs' / 'smoke.yaml'}\ntrain:\n  amp: true\n")
+    assert "amp: true" in other.read_text()
+    rows = {s.stage: s for s in driver.run(list(dag), str(other), "local", build=False)}
+    assert rows["train"].reason.startswith("ran in") and len(times(run_dir, "train")) == 2
+    rows = {s.stage: s for s in driver.run(list(dag), "configs/smoke.yaml", "local", build=False)}
+    assert rows["train"].reason.startswith("restored from the run cache") and len(times(run_dir, "train")) == 2
+    assert all(s.state == "done" for s in status_of(run_dir, dag).values())
+    assert driver.clean(run_dir.name, cache_only=True) == [run_dir / ".cache"] and (run_dir / "train").is_dir()
