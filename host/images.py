@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import http.server
 import logging
 import os
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -267,6 +269,7 @@ def build(images: dict, image: str, env: dict, force: bool = False, log_dir: Pat
         if name in done or (not force and image_label(tag(name)) == fp):
             continue
         log.info("building image %s (%s)", tag(name), fp)
+        t0 = time.time()
         cmd = compose_cmd() + ["--profile", "build", "build", name]
         log_path = (log_dir or REPO / "volumes" / ".build-logs") / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -283,4 +286,13 @@ def build(images: dict, image: str, env: dict, force: bool = False, log_dir: Pat
             raise ImageError(f"image {tag(name)} failed to build (exit {code}); log: {log_path}")
         done.add(name)
         built = True
+        record_build_time(name, time.time() - t0, log_path.parent)
     return fingerprint(images, image, os_images), built
+
+
+def record_build_time(name: str, seconds: float, log_dir: Path) -> None:
+    """The last build's wall time per image (volumes/.build-logs/times.json; `invoke readme` shows it)."""
+    path = log_dir / "times.json"
+    times = json.loads(path.read_text()) if path.exists() else {}
+    times[name] = {"seconds": round(seconds, 1), "built": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    path.write_text(json.dumps(times, indent=2) + "\n")

@@ -70,3 +70,25 @@ def test_the_timing_table_comes_from_the_manifests(tmp_path):
     assert "| train | 572 s | 9.5 min |" in text and "| esp-build | 0 s | 0.0 min | 2026-12-02T06:00:00 | skipped: needs espressif/idf |" in text
     assert "| **all stages** | **634 s** | **10.6 min** |" in text
     assert text.index("| dataset") < text.index("| train") < text.index("| esp-build")   # DAG order
+
+
+def test_findings_are_written_from_the_run(tmp_path):
+    import json
+
+    from host import findings
+    run = tmp_path / "demo"
+    (run / "train").mkdir(parents=True)
+    (run / "train" / "manifest.json").write_text(json.dumps({"metrics": {"detection": {
+        "pipeline": {"ap": 0.871, "nme": 0.354, "variant": "1_noisy"}, "detector_alone": {"ap": 0.725, "nme": 0.376}}}}))
+    (run / "report").mkdir()
+    rows = [{"key": "fp32", "ap": 0.87, "ap_lo": 0.83, "ap_hi": 0.91, "nme": 0.35, "macs": 400e6, "weight_bytes": 800,
+             "lat_1_ms": 50.0, "lat_all_ms": 30.0, "precision": "fp32", "files": ["train/pipeline.onnx"]},
+            {"key": "jmmc", "ap": 0.80, "ap_lo": 0.75, "ap_hi": 0.85, "nme": 0.40, "macs": 160e6, "weight_bytes": 100,
+             "lat_1_ms": 20.0, "lat_all_ms": 12.0, "precision": "int8", "files": ["q/joint_qat.onnx"]}]
+    diffs = [{"label": "JMMC − FP32", "value": -0.07, "lo": -0.11, "hi": -0.03, "n_images": 96}]
+    (run / "report" / "results.json").write_text(json.dumps({"jmmc": {"rows": rows, "diffs": diffs}, "rows": []}))
+    md = findings.markdown(run)
+    assert "pipeline reaches AP@0.5 0.871 (landmark NME 0.354) where YuNet alone gets 0.725" in md
+    assert "AP@0.5 0.800 [0.750, 0.850]" in md and "0.40× the FP32 chain's MACs and 0.12× its weight bytes" in md
+    assert "-7.0 AP points" in md and "JMMC − FP32: AP -0.070 [-0.110, -0.030]" in md and "excludes 0" in md
+    assert "Not read (not run yet): quantize." in md

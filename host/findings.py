@@ -1,0 +1,117 @@
+"""The README's findings on a run, written from its manifests and report (no number typed by hand).
+
+``markdown(run_dir)`` reads ``train``'s, ``quantize``'s and the report's ``results.json`` and
+states what the run shows, each line with the split and where the number comes from.  A
+finding whose inputs are missing is left out (the generated text says which were).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from shared.manifest import read_manifest
+
+
+def _load(p: Path) -> dict:
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _ratio(a, b) -> str:
+    return f"{a / b:.2f}×" if a and b else "–"
+
+
+def chain_vs_detector(train: dict) -> list[str]:
+    det = (train.get("metrics") or {}).get("detection") or {}
+    p, alone, clean = det.get("pipeline"), det.get("detector_alone"), det.get("detector_on_clean")
+    if not (p and alone):
+        return []
+    line = (f"**The chain earns its place** (train stage, test split): on the degraded `{p.get('variant', '1_noisy')}` "
+            f"images the FP32 pipeline reaches AP@0.5 {p['ap']:.3f} (landmark NME {p['nme']:.3f}) where YuNet alone "
+            f"gets {alone['ap']:.3f} (NME {alone['nme']:.3f})")
+    if clean:
+        line += f"; on clean images YuNet alone gets {clean['ap']:.3f} (NME {clean['nme']:.3f})"
+    return [line + "."]
+
+
+def jmmc(results: dict) -> list[str]:
+    j = results.get("jmmc") or {}
+    rows = {r["key"]: r for r in j.get("rows") or []}
+    fp, jm = rows.get("fp32"), rows.get("jmmc")
+    if not (fp and jm):
+        return [f"The JMMC table was not made: {j.get('message')}."] if j.get("message") else []
+    out = [f"**The JMMC chain** (pruned + {jm['precision']}, test split, choices on val): AP@0.5 {jm['ap']:.3f} "
+           f"[{jm['ap_lo']:.3f}, {jm['ap_hi']:.3f}], NME {jm['nme']:.3f}, {_ratio(jm.get('macs'), fp.get('macs'))} "
+           f"the FP32 chain's MACs and {_ratio(jm.get('weight_bytes'), fp.get('weight_bytes'))} its weight bytes, "
+           f"against FP32 AP {fp['ap']:.3f} [{fp['ap_lo']:.3f}, {fp['ap_hi']:.3f}] (NME {fp['nme']:.3f}): "
+           f"{100 * (jm['ap'] - fp['ap']):+.1f} AP points."]
+    ind = rows.get("independent")
+    if ind:
+        out.append(f"**Its independent twin** (the same ratio, each model pruned and QAT'd alone, chained): AP "
+                   f"{ind['ap']:.3f} [{ind['ap_lo']:.3f}, {ind['ap_hi']:.3f}], NME {ind['nme']:.3f}, "
+                   f"{_ratio(ind.get('macs'), fp.get('macs'))} the FP32 MACs.")
+    for d in j.get("diffs") or []:
+        verdict = ("the interval excludes 0" if d["lo"] > 0 or d["hi"] < 0 else "the interval includes 0: no "
+                   "difference shown at this test size")
+        out.append(f"{d['label']}: AP {d['value']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] (paired bootstrap over "
+                   f"{d.get('n_images', j.get('n_images'))} test images; {verdict}).")
+    for key, what in (("jmmc_fp32", "JMMC"), ("independent_fp32", "twin")):
+        src = rows.get(key)
+        if src and rows.get("jmmc" if key == "jmmc_fp32" else "independent"):
+            q = rows["jmmc" if key == "jmmc_fp32" else "independent"]
+            out.append(f"The {what}'s pruned FP32 source scores AP {src['ap']:.3f}; quantizing it (PTQ then QAT) "
+                       f"moved that by {100 * (q['ap'] - src['ap']):+.1f} points.")
+    return out
+
+
+def speed(results: dict, quantize: dict) -> list[str]:
+    out = []
+    rows = {r["key"]: r for r in (results.get("jmmc") or {}).get("rows") or []}
+    fp, src, jm = rows.get("fp32"), rows.get("jmmc_fp32"), rows.get("jmmc")
+    if fp and src and fp.get("lat_1_ms") and src.get("lat_1_ms"):
+        out.append(f"**Pruning shows in the latency** (ONNX Runtime, this CPU): the JMMC chain's pruned FP32 "
+                   f"source has {_ratio(src.get('macs'), fp.get('macs'))} the MACs and runs at "
+                   f"{_ratio(src['lat_1_ms'], fp['lat_1_ms'])} the FP32 latency with 1 thread, "
+                   f"{_ratio(src.get('lat_all_ms'), fp.get('lat_all_ms'))} with all threads.")
+    if src and jm and src.get("lat_1_ms") and jm.get("lat_1_ms"):
+        out.append(f"INT8 vs FP32 of the same pruned chain, ONNX Runtime: {_ratio(jm['lat_1_ms'], src['lat_1_ms'])} "
+                   f"the latency with 1 thread, {_ratio(jm.get('lat_all_ms'), src.get('lat_all_ms'))} with all.")
+    arts = {r["artifact"]: r for r in results.get("rows") or []}
+    files = {k: (r.get("files") or [None])[0] for k, r in rows.items()}
+    a, b = arts.get(files.get("jmmc_fp32")), arts.get(files.get("jmmc"))
+    if a and b and a.get("ov_1_ms") and b.get("ov_1_ms"):
+        out.append(f"The same pair in OpenVINO: INT8 at {_ratio(b['ov_1_ms'], a['ov_1_ms'])} the FP32 latency with "
+                   f"1 thread, {_ratio(b.get('ov_all_ms'), a.get('ov_all_ms'))} with all; OpenVINO vs ONNX Runtime "
+                   f"FP32 latency {_ratio(a['ov_1_ms'], a.get('lat_1_ms'))} (1 thread).")
+    ov = [abs(r["ov_ap"] - r["ap"]) for r in arts.values() if r.get("ov_ap") is not None and r.get("ap") is not None]
+    if ov:
+        out.append(f"OpenVINO and ONNX Runtime agree on accuracy: the largest AP difference over the "
+                   f"{len(ov)} whole-system files is {max(ov):.3f}.")
+    qm = quantize.get("metrics") or {}
+    if qm.get("max_sim_onnx_gap") is not None:
+        out.append(f"**INT8 files are measured with the fused kernels** (`ORT_ENABLE_ALL` + "
+                   f"`session.x64quantprecision`): the largest AP gap between a file and its AIMET simulation "
+                   f"over the quantize grid is {qm['max_sim_onnx_gap']:.3f}.")
+    for cand, b in (qm.get("benchmark") or {}).items():
+        u8 = (b.get("int8_u8s8_kernels_eval") or {}).get("ap")
+        cpu = b.get("cpu") or {}
+        if u8 is not None:
+            out.append(f"A default ONNX Runtime session (u8×s8 kernels) gives the best INT8 pipeline of `{cand}` AP "
+                       f"{u8:.3f} on this CPU (VNNI: {'yes' if cpu.get('vnni') else 'no'}).")
+    return out
+
+
+def markdown(run_dir: Path) -> str:
+    run_dir = Path(run_dir)
+    train = read_manifest(run_dir, "train") or {}
+    quantize = read_manifest(run_dir, "quantize") or {}
+    results = _load(run_dir / "report" / "results.json")
+    lines = chain_vs_detector(train) + jmmc(results) + speed(results, quantize)
+    missing = [n for n, m in (("train", train), ("quantize", quantize), ("report", results)) if not m]
+    head = f"<!-- generated by host/findings.py from volumes/{run_dir.name}/ (train, quantize manifests; report/results.json) -->"
+    body = [f"- {ln}" for ln in lines] or ["- (no finished stages to read)"]
+    if missing:
+        body.append(f"- Not read (not run yet): {', '.join(missing)}.")
+    return "\n".join([head, *body, ""])
