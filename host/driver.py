@@ -156,10 +156,13 @@ def run(targets: list[str], config_path: str, runner: str = "auto", force: list[
     forced = set(order if force is True else (force or []))
     threads = scheduler.threads_per_stage(jobs) if jobs > 1 else 0
     results: dict[str, Status] = {}
+    # fingerprints taken now, when the images were built: a file edited while the run goes on must not
+    # be recorded as the environment of a stage that ran the image built before the edit
+    env_ids = {n: env_id_of(r, dag[n], unmet[n]) for n in order}
 
     def launch(name: str) -> Status:
         stage = dag[name]
-        env_id = env_id_of(r, stage, unmet[name])
+        env_id = env_ids[name]
         st = stage_status(stage, cfg, run_dir, env_id, results)
         if st.state in ("done", "skipped") and name not in forced:
             log.info("%-10s %s (cached: %s)", name, st.state, st.reason)

@@ -2,8 +2,8 @@
 
 Per model: translate (parse, cut at the end nodes) -> ``<name>.har``; model script + calibration ->
 optimize -> ``<name>_quantized.har``; compile -> ``<name>.hef``; emulator accuracy in the
-FP-optimized and quantized contexts.  Per chain: the three quantized HARs joined into one
-multi-network HAR/HEF (``<chain>_multi.hef``).  Every DFC downgrade line is collected (dfclog);
+FP-optimized and quantized contexts.  Per chain: the three parsed HARs joined into one
+multi-network model, optimized once and compiled to one HEF (``<chain>_multi.hef``).  Every DFC downgrade line is collected (dfclog);
 the caller runs all of it inside ``dfclog.cwd(logdir)``, where the DFC keeps its log file.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import contextlib
 import time
 from pathlib import Path
 
-from stages.hailo import dfclog, evaluate, post, sdk
+from stages.hailo import alls, dfclog, evaluate, post, sdk
 
 
 def build_model(info, script: str, calib, mdir: Path, hw_arch: str, logdir: Path, found: list, log) -> dict:
@@ -54,28 +54,30 @@ def emulated(group: dict, dirs: dict, cfg: dict, feed: dict, test, proto, logdir
     return out
 
 
-def build_multi(group: dict, dirs: dict, out_dir: Path, chain: str, hw_arch: str, logdir: Path, found: list,
-                log, performance_script: str = "") -> dict:
-    """Join the chain's quantized HARs into one multi-network HAR and compile it to one HEF.
-
-    Hailo's documented route joins *parsed* HARs and optimizes once; joining quantized HARs
-    keeps each model's own calibration and script.  Where this DFC refuses that, the error is
-    returned (and reported in the manifest) instead of failing the per-model results."""
+def build_multi(group: dict, dirs: dict, out_dir: Path, chain: str, cfg: dict, calib: dict, logdir: Path,
+                found: list, log) -> dict:
+    """Hailo's route for several networks on one device: the chain's *parsed* HARs joined into one
+    model, optimized once with the joined script (each model's commands in its scope) on a
+    calibration dict keyed by each network's input layer, compiled to one HEF (``<chain>_multi.hef``).
+    A DFC error is returned (and reported in the manifest); the single-model HEFs stand."""
     t0 = time.time()
+    n = min(len(a) for a in calib.values())
     try:
         with dfclog.watch(logdir, found):
-            runners = [sdk.load_har(dirs[r] / f"{group[r].name}_quantized.har", hw_arch) for r in group]
+            runners = [sdk.load_har(dirs[r] / f"{group[r].name}.har", cfg["hw_arch"]) for r in group]
             joined = sdk.join(runners)
-            if performance_script:        # join() does not carry the per-model performance_param over
-                sdk.load_script(joined, performance_script)
+            script = (out_dir / f"{chain}_multi.alls").read_text()
+            sdk.optimize(joined, script, {alls.input_layer(group[r]): calib[r][:n] for r in group})
             sdk.save_har(joined, out_dir / f"{chain}_multi_quantized.har")
-            t0 = time.time()
+            t1 = time.time()
             (out_dir / f"{chain}_multi.hef").write_bytes(sdk.compile_hef(joined))
     except Exception as e:  # noqa: BLE001 - any DFC error: reported, the single-model HEFs stand
         log.warning("%s: multi-network HEF not built: %s: %s", chain, type(e).__name__, e)
-        return {"error": f"join/compile of quantized HARs failed: {type(e).__name__}: {e}",
-                "networks": [i.name for i in group.values()]}
-    log.info("%s: multi-network HEF (%s) compiled in %.1f s", chain, ", ".join(i.name for i in group.values()),
-             time.time() - t0)
+        return {"error": f"join -> optimize -> compile failed: {type(e).__name__}: {e}",
+                "networks": [i.name for i in group.values()], "route": "join parsed HARs, optimize, compile"}
+    log.info("%s: multi-network HEF (%s): optimized and compiled in %.1f s", chain,
+             ", ".join(i.name for i in group.values()), time.time() - t0)
     return {"hef": f"{chain}_multi.hef", "networks": [i.name for i in group.values()],
-            "hef_bytes": (out_dir / f"{chain}_multi.hef").stat().st_size, "compile_s": round(time.time() - t0, 1)}
+            "route": "join parsed HARs, optimize, compile", "alls": f"{chain}_multi.alls",
+            "hef_bytes": (out_dir / f"{chain}_multi.hef").stat().st_size, "optimize_s": round(t1 - t0, 1),
+            "compile_s": round(time.time() - t1, 1)}

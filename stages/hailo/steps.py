@@ -66,6 +66,9 @@ def prepare(ctx, chains: dict, cal_split) -> tuple[dict, dict]:
                                                "calibration": stats}
             if info.unsupported_ops:
                 ctx.log.warning("%s: ops outside the Hailo-8 parser's list: %s", info.path, info.unsupported_ops)
+        if len(group) > 1:
+            n = min(len(a) for a in arrays[chain].values())
+            (ctx.out / chain / f"{chain}_multi.alls").write_text(alls.generate_joined(group, ctx.cfg, n))
         ctx.log.info("chain %s: %d models checked, end nodes found, scripts + calibration written (%.1f s)",
                      chain, len(group), time.time() - t0)
     (ctx.out / "models.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -129,8 +132,8 @@ def _with_sdk(ctx, chains, arrays, metrics, test, proto) -> dict:
         m["emulator_headline"] = {c: evaluate.headline(r) for c, r in m["emulator"].items()}
         m["emulator_delta_vs_fp32"] = {c: evaluate.deltas(ref, h) for c, h in m["emulator_headline"].items()}
         if len(group) > 1:
-            m["multi_network"] = flow.build_multi(group, dirs, ctx.out / chain, chain, cfg["hw_arch"], logdir,
-                                                 found, log, alls.performance(cfg))
+            m["multi_network"] = flow.build_multi(group, dirs, ctx.out / chain, chain, cfg, arrays[chain], logdir,
+                                                 found, log)
         if on_device:
             hefs = {role: dirs[role] / f"{group[role].name}.hef" for role in group}
             m["runtime"] = runtime.measure(hefs, arrays[chain], feed, cfg["runtime"]["frames"], cfg["runtime"]["power"], log)

@@ -1,4 +1,5 @@
-"""The SDK-side orchestration (flow.py, runtime.py, steps._with_sdk) against a stand-in for sdk.py.
+"""The SDK-side orchestration (flow.py, runtime.py, steps._with_sdk) against a stand-in for sdk.py
+(sdk.py's own calls into the SDK: test_sdk_contract.py).
 
 The stand-in runs each model's cut graph (up to its end nodes) in ONNX Runtime with Hailo's
 conventions: NHWC tensors, on-chip normalization from the model script, outputs in an HN order
@@ -83,7 +84,8 @@ def fake_sdk(monkeypatch):
         yield runner.run_nhwc
 
     def optimize(runner, script, calib):
-        assert calib.ndim == 4 and calib.shape[-1] == 3 and calib.dtype == np.float32
+        for a in (calib.values() if isinstance(calib, dict) else [calib]):   # a joined model: one per network
+            assert a.ndim == 4 and a.shape[-1] == 3 and a.dtype == np.float32
         runner.script = script
         logging.getLogger("hailo_sdk_client.sdk_backend").warning(   # what the DFC says without a GPU
             "Reducing optimization level to 0 (the accuracy won't be optimized and compression won't be used) "
