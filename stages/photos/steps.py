@@ -76,7 +76,7 @@ class Samples:
 
 
 def run_artifact(art, samples: Samples, proto: Protocol, fallback_size) -> tuple[dict, list[np.ndarray]]:
-    sess = ort_session(art.path)
+    sess = ort_session(art.path, mode="reference" if is_qdq(art.path) else "exact")   # QDQ: written int8 semantics
     outs = [o.name for o in sess.get_outputs()]
     if set(outs) != set(OUTPUT_NAMES):
         raise RuntimeError(f"{art.path}: outputs {outs} are not YuNet's {list(OUTPUT_NAMES)} (not a pipeline)")

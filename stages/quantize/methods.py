@@ -87,7 +87,7 @@ class Runner:
         else:
             info = onnx_io.export_qdq(sim, name, dummy, path, self.opset, self.int8_weights)
         onnx_path = path.with_suffix(".onnx")
-        onnx_m, _, onnx_dets = self.measure(onnx_path, name, selectable=False)
+        onnx_m, _, onnx_dets = self.measure(int8_session(onnx_path), name, selectable=False)
         gap = measure.gap(sim_m, onnx_m)
         mg = measure.max_gap(gap)
         row = {"candidate": cand, "model": name, "method": method, "bits": bits, "seed": seed,
@@ -161,4 +161,13 @@ def folder_name(cand: str) -> str:
 def chained_onnx(enh: Path, den: Path, det: Path):
     """fn([0,1] NCHW batch) -> detector outputs, running the three ONNX models in series."""
     from shared.evaluation import as_fn
-    return units.chain(as_fn(enh), as_fn(den), as_fn(det))[0]
+    return units.chain(*(as_fn(int8_session(p)) for p in (enh, den, det)))[0]
+
+
+def int8_session(path: Path):
+    """The session a QDQ file's accuracy is measured in: its written int8 semantics (``reference``:
+    Q/DQ unfused). ONNX Runtime 1.23's QDQ fusion (QDQSelectorActionTransformer) changes the
+    answer of these AIMET graphs, VNNI or not (docs/decisions.md, session 5); what the fused kernels
+    give is reported beside (``benchmark.<cand>.int8_fused_kernels_eval``)."""
+    from shared.evaluation import is_qdq, ort_session
+    return ort_session(path, mode="reference" if is_qdq(path) else "exact")
