@@ -287,7 +287,36 @@ def build(images: dict, image: str, env: dict, force: bool = False, log_dir: Pat
         done.add(name)
         built = True
         record_build_time(name, time.time() - t0, log_path.parent)
+        if images[name].get("keep_wheels"):
+            keep_wheels(tag(name), images[name]["keep_wheels"])
     return fingerprint(images, image, os_images), built
+
+
+def keep_wheels(image_tag: str, folder: str, wheelhouse: Path | None = None) -> list[Path]:
+    """Copy the wheels a build compiled (``folder`` inside the image) into the wheelhouse, keeping
+    their sub-folders (e.g. ``jmmc-mmcv/1.7.2-torch2.14.1+cu128/``), so that a rebuild after the
+    builder cache is gone installs them instead of compiling again.  Returns the files added."""
+    wheelhouse = wheelhouse or REPO / "volumes" / "wheelhouse"
+    cid = docker("create", image_tag, "true").stdout.strip()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            if docker("cp", f"{cid}:{folder}/.", tmp, check=False).returncode != 0:
+                log.warning("%s has no %s: no compiled wheels to keep", image_tag, folder)
+                return []
+            added = []
+            for f in sorted(Path(tmp).rglob("*.whl")):
+                dest = wheelhouse / f.relative_to(tmp)
+                if not dest.exists():
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(f, dest.with_suffix(".part"))
+                    os.replace(dest.with_suffix(".part"), dest)
+                    added.append(dest)
+                    log.info("kept %s in the wheelhouse (%s): a rebuild without the layer cache installs it",
+                             dest.name, dest.parent.relative_to(wheelhouse.parent.parent) if
+                             wheelhouse.is_relative_to(REPO) else dest.parent)
+            return added
+    finally:
+        docker("rm", cid, check=False)
 
 
 def record_build_time(name: str, seconds: float, log_dir: Path) -> None:

@@ -7,6 +7,10 @@ writes its files under ``ctx.out`` (a temp dir that becomes
     {"metrics": {...}}                       # goes into manifest.json
     {"skipped": "needs X; how to provide"}   # the stage could not run here
 
+and describes every model file it wrote with ``ctx.artifact(...)`` (and every whole system it
+measured with ``ctx.chain_metrics(...)``): typed records, checked against ``shared.artifacts`` and
+written to ``manifest["artifacts"]`` / ``manifest["chains"]``, which is all the report reads.
+
 The manifest records the config section and its hash, the input manifests'
 hashes, the environment (image id, Python, packages), the seed, wall time and
 the metrics.  The host (``tasks.py``) passes ``--cache-key`` and
@@ -27,6 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+from shared import artifacts as artlib
 from shared import config as cfglib
 from shared.errors import ExpectedError, print_for_log
 from shared.manifest import (AtomicStageDir, MissingInput, hash_files, list_files, manifest_hash, stage_key,
@@ -47,11 +52,30 @@ class StageContext:
     log: logging.Logger
     inputs: dict[str, Path] = field(default_factory=dict)      # upstream stage -> its dir
     input_manifests: dict[str, dict] = field(default_factory=dict)
+    artifacts: list[dict] = field(default_factory=list)         # records for manifest["artifacts"]
+    chains: dict[str, dict] = field(default_factory=dict)       # chain -> metrics of the whole system
 
     def input(self, stage: str) -> Path:
         if stage not in self.inputs:
             raise MissingInput(f"{self.name}: '{stage}' is not a declared dependency (stages/pipeline.yaml)")
         return self.inputs[stage]
+
+    def artifact(self, path, role: str, precision: str, chain: str | None = None, metrics: dict | None = None,
+                 cost: dict | None = None, label: str | None = None) -> dict:
+        """Record a model file this stage wrote under ``out`` (see shared/artifacts.py); returns the record.
+        Recording the same file again replaces its record (a later, fuller measurement)."""
+        rec = artlib.make_record(self.out, path, role, precision, chain, metrics, cost, label)
+        self.artifacts[:] = [r for r in self.artifacts if r["file"] != rec["file"]] + [rec]
+        return rec
+
+    def chain_metrics(self, chain: str, metrics: dict) -> None:
+        """Record what this stage measured for the whole system in ``chain`` (a folder of its output)."""
+        self.chains[chain or "."] = artlib._numbers(metrics)
+
+    def input_artifacts(self, stage: str) -> list[dict]:
+        """The artifact records of an upstream stage (``[]`` for one that recorded none)."""
+        self.input(stage)
+        return list(self.input_manifests.get(stage, {}).get("artifacts") or [])
 
 
 def default_work() -> Path:
@@ -143,7 +167,9 @@ def main(name: str, run: Callable[[StageContext], dict], argv=None) -> int:
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
                 "wall_s": round(wall, 3), "metrics": result.get("metrics", {}),
                 "skipped": result.get("skipped"), "files": list_files(out), "hashes": hash_files(out),
+                "artifacts": sorted(ctx.artifacts, key=lambda r: r["file"]), "chains": ctx.chains,
             }
+            artlib.check_manifest(manifest, out)
             write_json(out / "manifest.json", manifest)
     except ExpectedError as e:   # bad input / config / upstream: one line; the traceback for the log only
         print_for_log(e)

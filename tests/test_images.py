@@ -87,3 +87,30 @@ def test_login_gated_wheels_feed_the_fingerprint(tmp_path, monkeypatch):
     monkeypatch.setattr(img, "wheels_digest", lambda pats, wheelhouse=None: two)
     assert img.fingerprint(images, "hailo") != plain[0]
     assert img.fingerprint(images, "report") == plain[1]
+
+
+def test_kept_wheels_land_in_the_wheelhouse_once(tmp_path, monkeypatch):
+    """keep_wheels copies the wheels a build left under a folder of the image into the wheelhouse,
+    keeping the version sub-folder build-mmcv.sh looks in, and does not overwrite a kept one."""
+    import subprocess
+    image_files = tmp_path / "image" / "opt" / "wheels" / "jmmc-mmcv" / "1.7.2-torch2.14.1"
+    image_files.mkdir(parents=True)
+    (image_files / "mmcv_full-1.7.2-cp311-cp311-linux_x86_64.whl").write_bytes(b"wheel")
+    calls = []
+
+    def fake_docker(*args, check=True, **_):
+        calls.append(args)
+        if args[0] == "cp":
+            shutil.copytree(tmp_path / "image" / args[1].split(":", 1)[1].rstrip("/.").lstrip("/"), args[2],
+                            dirs_exist_ok=True)
+        return subprocess.CompletedProcess(args, 0, stdout="cid\n", stderr="")
+
+    monkeypatch.setattr(img, "docker", fake_docker)
+    house = tmp_path / "wheelhouse"
+    added = img.keep_wheels("jmmc/mm:local", "/opt/wheels", house)
+    kept = house / "jmmc-mmcv" / "1.7.2-torch2.14.1" / "mmcv_full-1.7.2-cp311-cp311-linux_x86_64.whl"
+    assert added == [kept] and kept.read_bytes() == b"wheel"
+    assert img.keep_wheels("jmmc/mm:local", "/opt/wheels", house) == []
+    assert calls[-1] == ("rm", "cid")
+    assert "jmmc-mmcv/$V-torch$TORCH" in (REPO / "docker/mm/build-mmcv.sh").read_text()
+    assert img.load_images()["mm"]["keep_wheels"] == "/opt/wheels"
