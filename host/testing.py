@@ -5,6 +5,7 @@ printed sums them all ("N passed, N failed, N skipped").
 """
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
@@ -13,6 +14,8 @@ import time
 import xml.etree.ElementTree as ET
 
 from shared.config import REPO
+from pathlib import Path
+
 from host import driver
 from shared.dag import load_dag
 from host.images import compose_cmd, load_images
@@ -76,7 +79,34 @@ def smoke_run(runner: str) -> tuple[bool, str]:
     rerun = [s.stage for s in second if s.reason.startswith("ran in")]
     if not_done or rerun:
         return False, f"smoke run: not done {not_done}, re-ran when cached {rerun}"
-    return True, f"smoke run: {len(first)} stage(s) in {t1 - t0:.1f} s, cached rerun {t2 - t1:.1f} s"
+    problems = records_problems(VOLUMES / run_name, stages)
+    if problems:
+        return False, "smoke run: artifact records: " + "; ".join(problems)
+    return True, f"smoke run: {len(first)} stage(s) in {t1 - t0:.1f} s, cached rerun {t2 - t1:.1f} s, records checked"
+
+
+def records_problems(run_dir: Path, stages: list[str]) -> list[str]:
+    """Every stage's artifact records against the schema the report reads (shared.artifacts), and every
+    ONNX record a row of the report's results.json (the report reads records and nothing else)."""
+    from shared.artifacts import ArtifactError, check_manifest
+    problems, onnx = [], set()
+    for name in stages:
+        path = run_dir / name / "manifest.json"
+        if not path.exists():
+            continue
+        m = json.loads(path.read_text())
+        try:
+            check_manifest(m, path.parent)
+        except ArtifactError as e:
+            problems.append(f"{path}: {e}")
+        onnx |= {f"{name}/{r['file']}" for r in m.get("artifacts") or [] if r.get("format") == "onnx"}
+    results = run_dir / "report" / "results.json"
+    if results.exists():
+        rows = {r["artifact"] for r in json.loads(results.read_text()).get("rows", [])}
+        missing = sorted(onnx - rows)
+        if missing:
+            problems.append(f"records the report did not show: {', '.join(missing[:5])}")
+    return problems
 
 
 def summarize() -> tuple[int, int, int]:

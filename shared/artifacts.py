@@ -26,6 +26,7 @@ The report reads these records and nothing else about the files (no name or grap
 """
 from __future__ import annotations
 
+import numbers
 import re
 from pathlib import Path
 
@@ -55,9 +56,10 @@ def make_record(out: Path, path, role: str, precision: str, chain: str | None = 
 
 
 def _numbers(d: dict | None) -> dict | None:
+    """A copy with numpy / int scalars as floats (JSON-safe); other values as they are."""
     if d is None:
         return None
-    return {k: (float(v) if v is not None and not isinstance(v, (bool, str)) else v) for k, v in d.items()}
+    return {k: float(v) if isinstance(v, numbers.Number) and not isinstance(v, bool) else v for k, v in d.items()}
 
 
 def check_record(rec: dict, stage_dir: Path | None = None, where: str = "artifact") -> None:

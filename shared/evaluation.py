@@ -46,23 +46,35 @@ class Protocol:
         return cls(e["variant"], e["score_thr"], e["nms_iou"], e["iou_thr"], e["limit"], e["batch"])
 
 
+def _has_qdq(model) -> bool:
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
+
+
 def is_qdq(path) -> bool:
     """Does the ONNX file hold QuantizeLinear / DequantizeLinear nodes (an int8 QDQ graph)?"""
-    try:
-        import onnx
-    except ImportError:
-        return True     # cannot look: treat it as int8, the reference semantics are right for both
-    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in onnx.load(str(path)).graph.node)
+    import onnx
+    return _has_qdq(onnx.load(str(path), load_external_data=False))
 
 
-def ort_session(path, mode: str = "exact"):
-    """An ONNX Runtime CPU session for measuring accuracy: ``shared.ort_runtime.open_session``.
+def accuracy_mode(path) -> str:
+    """The ``shared.ort_runtime`` mode a file's accuracy is measured in, decided here for every stage:
 
-    Default ``exact``: every graph optimisation (QDQ pairs fused into the int8 kernels, the same
-    kernels latency is timed with) plus ``session.x64quantprecision``, so int8 files follow their
-    written int8 grid on CPUs without VNNI too.  ``reference`` keeps the Q/DQ nodes unfused."""
+    * FP32 graphs and QDQ graphs whose int32 biases sit at ``x_scale * w_scale`` (every file the
+      quantize stage writes: ``shared.qdq_bias``): ``exact``, the fused kernels latency is timed
+      with, which then compute the file's int8 semantics;
+    * other QDQ graphs: ``reference`` (Q/DQ unfused), because ONNX Runtime 1.23 fuses a Conv whose bias
+      scale differs into kernels that then compute another function (microsoft/onnxruntime#24711)."""
+    import onnx
+    from shared.qdq_bias import mismatched
+    model = onnx.load(str(path), load_external_data=False)
+    return "exact" if not _has_qdq(model) or mismatched(model) == 0 else "reference"
+
+
+def ort_session(path, mode: str | None = None):
+    """An ONNX Runtime CPU session for measuring accuracy (``shared.ort_runtime.open_session``), in
+    :func:`accuracy_mode` unless ``mode`` is given (``exact``, ``reference``, ``fast``)."""
     from shared.ort_runtime import open_session
-    return open_session(path, mode)
+    return open_session(path, mode or accuracy_mode(path))
 
 
 def as_fn(system) -> Callable[[np.ndarray], list[np.ndarray]]:

@@ -2,17 +2,18 @@
 
 Modes (``open_session(path, mode=...)``):
 
-* ``exact`` (default): ``ORT_ENABLE_ALL`` (QDQ pairs fused into QLinearConv / the NCHWc
-  kernels) plus ``session.x64quantprecision = 1``.  On x86 CPUs without VNNI the fused
-  u8 x s8 kernels sum pairs of products in int16 (AVX2 ``VPMADDUBSW``) and saturate; the
-  option makes ONNX Runtime use its u8 x u8 kernels there, which are exact.  On CPUs with
-  VNNI (and for FP32 graphs) it changes nothing.  So an int8 file is evaluated and timed
-  with the same fused kernels, and the answer follows the file's int8 grid.
-* ``reference``: ``ORT_ENABLE_BASIC``: Q/DQ nodes stay as written (DQ -> float Conv -> Q):
-  the file's int8 semantics by construction, slowly.  Kept to check ``exact`` against.
-* ``fast``: ``ORT_ENABLE_ALL`` without the option: the default u8 x s8 kernels, which
-  saturate on AVX2 without VNNI (measured on such a machine: the demo's int8 YuNet fell
-  from AP 0.85 to 0.00).  Reported beside the others to show what a default session gives.
+* ``exact`` (default): ``ORT_ENABLE_ALL`` (QDQ pairs fused into QLinearConv / the NCHWc kernels)
+  plus ``session.x64quantprecision = 1``, which makes ONNX Runtime use its u8 x u8 kernels on x86
+  CPUs without VNNI, where the u8 x s8 ones sum pairs of products in int16 (AVX2 ``VPMADDUBSW``)
+  and saturate.  The fused kernels compute the file's int8 semantics only when each int32 bias sits
+  at ``x_scale * w_scale``: ONNX Runtime 1.23 fuses a Conv whose bias DQ has another scale anyway
+  and then computes something else (microsoft/onnxruntime#24711; the demo's AIMET YuNet scored AP
+  0.00 fused vs 0.91 simulated).  The quantize stage writes every file that way (``shared.qdq_bias``)
+  and ``shared.evaluation.accuracy_mode`` picks this mode only for files that are.
+* ``reference``: ``ORT_ENABLE_BASIC``: Q/DQ nodes stay as written (DQ -> float Conv -> Q): the
+  file's int8 semantics by construction, about 4x slower; for QDQ files from elsewhere.
+* ``fast``: ``ORT_ENABLE_ALL`` without the option: the default kernels, which saturate on AVX2
+  without VNNI.  Reported beside the others to show what a default session gives.
 """
 from __future__ import annotations
 
@@ -59,17 +60,11 @@ def open_session(path, mode: str = "exact", threads: int = 0, profile_prefix: st
 def describe(sess) -> dict:
     """How a session was opened, for a manifest: optimisation level and the precision option."""
     so = sess.get_session_options()
-    return {"ort_graph_optimization": str(so.graph_optimization_level).split(".")[-1],
-            "ort_x64quantprecision": so.get_session_config_entry(X64_PRECISION) == "1"
-            if _has_entry(so, X64_PRECISION) else False}
-
-
-def _has_entry(so, key: str) -> bool:
     try:
-        so.get_session_config_entry(key)
-        return True
-    except Exception:   # ORT raises when the key was never set
-        return False
+        x64 = so.get_session_config_entry(X64_PRECISION) == "1"
+    except Exception:   # noqa: BLE001 - ORT raises when the key was never set
+        x64 = False
+    return {"ort_graph_optimization": str(so.graph_optimization_level).split(".")[-1], "ort_x64quantprecision": x64}
 
 
 def cpu_int8_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:

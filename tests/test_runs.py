@@ -183,3 +183,23 @@ def test_switching_a_config_value_back_restores_from_the_run_cache(toy, tmp_path
     assert rows["train"].reason.startswith("restored from the run cache") and len(times(run_dir, "train")) == 2
     assert all(s.state == "done" for s in status_of(run_dir, dag).values())
     assert driver.clean(run_dir.name, cache_only=True) == [run_dir / ".cache"] and (run_dir / "train").is_dir()
+
+
+def test_smoke_records_check_names_what_is_wrong(tmp_path):
+    """host.testing.records_problems: a record off the schema, and an ONNX record the report did not show."""
+    import json as _json
+
+    from host.testing import records_problems
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "a.onnx").write_bytes(b"x")
+    rec = {"file": "a.onnx", "role": "detector", "precision": "fp32", "format": "onnx", "chain": ".",
+           "label": None, "metrics": None, "cost": None}
+    (tmp_path / "train" / "manifest.json").write_text(_json.dumps({"stage": "train", "artifacts": [rec]}))
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "manifest.json").write_text(_json.dumps({"stage": "report", "artifacts": []}))
+    (tmp_path / "report" / "results.json").write_text(_json.dumps({"rows": [{"artifact": "train/a.onnx"}]}))
+    assert records_problems(tmp_path, ["train", "report"]) == []
+    (tmp_path / "report" / "results.json").write_text(_json.dumps({"rows": []}))
+    assert records_problems(tmp_path, ["train", "report"]) == ["records the report did not show: train/a.onnx"]
+    (tmp_path / "train" / "manifest.json").write_text(_json.dumps({"stage": "train", "artifacts": [{**rec, "role": "x"}]}))
+    assert "role 'x' is not one of" in records_problems(tmp_path, ["train"])[0]

@@ -4,29 +4,16 @@ import pytest
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402  (the FP32 graph below)
 
 from shared.evaluation import as_fn, is_qdq, ort_session  # noqa: E402
 from shared.ort_runtime import cpu_int8_features, describe  # noqa: E402
+from shared.tests.qdq_graphs import qdq_conv  # noqa: E402
 
 
 def _qdq_conv(path):
-    """x -> Q/DQ -> Conv(DQ(int8 w)) -> Q/DQ -> y: a minimal int8 QDQ graph."""
-    w = np.full((4, 3, 1, 1), 100, np.int8)
-    init = [helper.make_tensor("w_q", TensorProto.INT8, w.shape, w.flatten().tolist()),
-            helper.make_tensor("w_s", TensorProto.FLOAT, [], [0.01]), helper.make_tensor("w_z", TensorProto.INT8, [], [0]),
-            helper.make_tensor("x_s", TensorProto.FLOAT, [], [1.0]), helper.make_tensor("x_z", TensorProto.UINT8, [], [0]),
-            helper.make_tensor("y_s", TensorProto.FLOAT, [], [0.05]), helper.make_tensor("y_z", TensorProto.UINT8, [], [0])]
-    nodes = [helper.make_node("QuantizeLinear", ["x", "x_s", "x_z"], ["xq"]),
-             helper.make_node("DequantizeLinear", ["xq", "x_s", "x_z"], ["xd"]),
-             helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["wd"]),
-             helper.make_node("Conv", ["xd", "wd"], ["c"]),
-             helper.make_node("QuantizeLinear", ["c", "y_s", "y_z"], ["cq"]),
-             helper.make_node("DequantizeLinear", ["cq", "y_s", "y_z"], ["y"])]
-    g = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4])], init)
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
-    return path
+    """A minimal int8 QDQ conv: 1x1, weights 100 x 0.01."""
+    return qdq_conv(path, np.full((4, 3, 1, 1), 100, np.int8))
 
 
 def test_qdq_graphs_keep_their_int8_semantics(tmp_path):
@@ -45,23 +32,9 @@ def test_qdq_graphs_keep_their_int8_semantics(tmp_path):
 def _wide_qdq_conv(path, c=32):
     """A 3x3 QDQ conv whose u8 x s8 pair sums overflow int16 (255 x 127 x 2 > 32767): where the fused
     u8s8 kernels would saturate (AVX2 without VNNI), the exact mode must still match the unfused graph."""
-    rng = np.random.default_rng(0)
-    w = rng.integers(-127, 128, size=(c, c, 3, 3)).astype(np.int8)
+    w = np.random.default_rng(0).integers(-127, 128, size=(c, c, 3, 3)).astype(np.int8)
     w[:, :, 0, :2] = 127                                 # adjacent large products of one sign
-    init = [helper.make_tensor("w_q", TensorProto.INT8, w.shape, w.flatten().tolist()),
-            helper.make_tensor("w_s", TensorProto.FLOAT, [], [0.01]), helper.make_tensor("w_z", TensorProto.INT8, [], [0]),
-            helper.make_tensor("x_s", TensorProto.FLOAT, [], [0.01]), helper.make_tensor("x_z", TensorProto.UINT8, [], [0]),
-            helper.make_tensor("y_s", TensorProto.FLOAT, [], [1.0]), helper.make_tensor("y_z", TensorProto.UINT8, [], [128])]
-    nodes = [helper.make_node("QuantizeLinear", ["x", "x_s", "x_z"], ["xq"]),
-             helper.make_node("DequantizeLinear", ["xq", "x_s", "x_z"], ["xd"]),
-             helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["wd"]),
-             helper.make_node("Conv", ["xd", "wd"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("QuantizeLinear", ["c", "y_s", "y_z"], ["cq"]),
-             helper.make_node("DequantizeLinear", ["cq", "y_s", "y_z"], ["y"])]
-    g = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 16, 16])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, 16, 16])], init)
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
-    return path
+    return qdq_conv(path, w, x_s=0.01, y_s=1.0, y_z=128, pad=1, hw=16)
 
 
 def test_exact_mode_matches_the_unfused_graph(tmp_path):

@@ -7,7 +7,12 @@ Outputs (``<run>/esp/``):
   <candidate>/<model>/mixed_int16_layers.json                layers the rule sent to int16
   accuracy.csv / accuracy.md                                  simulated (TorchExecutor) vs FP32 (ONNX Runtime)
   memory.csv / memory.md / memory.json                        budget per model and for the chain
+  <candidate>/chain/<variant>/chain.json                     the chain's models in run order (the folder its record names)
   firmware/                                                   ESP-IDF project (stages/esp/firmware.py)
+
+Every model file written is described by an artifact record (``ctx.artifact``, shared/artifacts.py):
+each .espdl (role, int precision, simulated accuracy, device bytes), each chain
+of .espdl models run one after the other (role ``chain``) and the copies embedded in firmware/.
 """
 from __future__ import annotations
 
@@ -145,12 +150,15 @@ def run(ctx) -> dict:
                 row = budget(m, fp["weights_bytes"], fp["peak_activation_bytes"], size, board)
                 row.update(candidate=cand, variant=v, peak_at=fp["peak_at"], layers_by_bits=fp["computing_layers_by_bits"])
                 rows.append(row)
+                if m in cfg["cut"]:   # not measured (the rest runs off the chip): its file and bytes only
+                    record(ctx, file_entry(f"{cand}/{m}/{v}.espdl", m, v, None, row),
+                           label=f"cut before node '{cfg['cut'][m]}'")
                 if m in fp32:
                     if id(g) not in seen:  # mixed with no int16 layer is the int8 graph: measured once
                         names = [o.name for o in onnx.load(str(path)).graph.output]
                         seen[id(g)] = metrics(m, executor_fn(g, names), test, proto)
                     acc_rows += rows_for(cand, m, v, seen[id(g)], fp32[m])
-                    files.append(file_entry(f"{cand}/{m}/{v}.espdl", m, v, seen[id(g)], row))
+                    files.append(record(ctx, file_entry(f"{cand}/{m}/{v}.espdl", m, v, seen[id(g)], row)))
             chain_rows = [r for r in rows if r["model"] in CHAIN]
             if len(chain_rows) == len(CHAIN):
                 rows.append({**chain_budget(chain_rows, board), "candidate": cand, "variant": v, "peak_at": "",
@@ -162,8 +170,8 @@ def run(ctx) -> dict:
                            for m in CHAIN]
                     seen[key] = metrics("chain", chain_fn(*fns), test, proto)
                 acc_rows += rows_for(cand, "chain", v, seen[key], fp32["chain"])
-                files.append(file_entry(f"{cand}/chain/{v}", "chain", v, seen[key], rows[-1] if len(
-                    chain_rows) == len(CHAIN) else {}, models=[f"{cand}/{m}/{v}.espdl" for m in CHAIN]))
+                files.append(record(ctx, file_entry(f"{cand}/chain/{v}", "chain", v, seen[key], rows[-1] if len(
+                    chain_rows) == len(CHAIN) else {}, models=[f"{cand}/{m}/{v}.espdl" for m in CHAIN])))
             mem_rows += rows
         summary[cand] = {"seconds": round(time.time() - t0, 1), "fp32": fp32}
         log.info("candidate %s done in %.1f s", cand, time.time() - t0)
@@ -195,6 +203,32 @@ def file_entry(rel: str, model: str, variant: str, got: dict, budget_row: dict, 
     return {**e, "models": models} if models else e
 
 
+BITS = {"int8": "int8", "int16": "int16", "mixed": "int8+int16"}   # the record's precision (shared/artifacts.py)
+
+
+def variant_of(entry: dict) -> str:
+    return next(v for v, p in PRECISION.items() if p == entry["precision"])
+
+
+def record(ctx, entry: dict, label: str | None = None) -> dict:
+    """Describe the file of a :func:`file_entry` with an artifact record (role, int precision, its
+    ``eval`` as metrics, its byte counts as cost); returns the entry.  A chain's entry names
+    ``<cand>/chain/<variant>``: that folder is written here with ``chain.json`` (its models in run
+    order) and recorded with role ``chain``, in the chain ``<cand>/chain``."""
+    rel = entry["file"]
+    chain = None
+    if entry["role"] == "chain":
+        folder = ctx.out / rel
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "chain.json").write_text(json.dumps({"models": entry.get("models") or [], "order": list(CHAIN),
+                                                       "variant": variant_of(entry)}, indent=2) + "\n")
+        chain = rel.rsplit("/", 1)[0]
+    cost = {k: entry[k] for k in ("params", "macs", "bytes", "weight_bytes", "latency_ms") if entry.get(k) is not None}
+    ctx.artifact(rel, entry["role"], BITS[variant_of(entry)], chain=chain, metrics=entry.get("eval"),
+                 cost=cost or None, label=label)
+    return entry
+
+
 def _firmware(ctx, candidates: dict, mem_rows: list[dict]) -> dict:
     cfg = ctx.cfg
     fw = cfg["firmware"]
@@ -206,4 +240,9 @@ def _firmware(ctx, candidates: dict, mem_rows: list[dict]) -> dict:
     models = {m: ctx.out / cand / m / f"{variant}.espdl" for m in names}
     chain = [r for r in mem_rows if r["candidate"] == cand and r["variant"] == variant and r["model"] == "chain"]
     resident = bool(chain and chain[0]["pass"])
-    return firmware.generate(ctx.out / "firmware", models, cfg["board"], fw["runs"], resident, cand, variant)
+    summary = firmware.generate(ctx.out / "firmware", models, cfg["board"], fw["runs"], resident, cand, variant)
+    for m, src in models.items():
+        dst = ctx.out / "firmware" / "main" / "models" / f"{m}.espdl"
+        ctx.artifact(dst, ROLES[m], BITS[variant], cost={"bytes": dst.stat().st_size},
+                     label=f"embedded in the ESP-IDF project: copy of {src.relative_to(ctx.out).as_posix()}")
+    return summary

@@ -9,6 +9,9 @@ With the Dataflow Compiler (hailo_sdk_client): HAR, quantized HAR, HEF per model
 multi-network HEF, emulator accuracy (FP-optimized and quantized) and any DFC downgrade.
 With HailoRT and a device: serial / parallel latency, FPS and power (runtime.py).
 Without the DFC the manifest says ``skipped: Hailo DFC wheel not found ...`` and keeps the rest.
+
+Every model file written (HAR, quantized HAR, HEF, the chain's multi-network HAR/HEF) and the chain
+of quantized models run in the emulator are described by artifact records (``record``; shared/artifacts.py).
 """
 from __future__ import annotations
 
@@ -137,6 +140,7 @@ def _with_sdk(ctx, chains, arrays, metrics, test, proto) -> dict:
         if on_device:
             hefs = {role: dirs[role] / f"{group[role].name}.hef" for role in group}
             m["runtime"] = runtime.measure(hefs, arrays[chain], feed, cfg["runtime"]["frames"], cfg["runtime"]["power"], log)
+        record(ctx, chain, group, dirs, m, same_protocol=emu_proto.limit == proto.limit)
     metrics["dfc_downgrades"] = found
     for line in found:
         log.warning("DFC downgrade: %s", line)
@@ -148,3 +152,48 @@ def _with_sdk(ctx, chains, arrays, metrics, test, proto) -> dict:
                               "container (--device /dev/hailo0); see stages/hailo/README.md")
     (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
     return {"metrics": metrics}
+
+
+ROLES = {"enhancer": "enhancer", "denoiser": "denoiser", "yunet": "detector"}   # the records' roles
+
+
+def precision(cfg: dict, roles) -> str:
+    """int8, or int8+int16 where the model script sends layers to a16_w16 (alls.generate)."""
+    return "int8+int16" if any(cfg["a16_w16"].get(r) for r in roles) else "int8"
+
+
+def record(ctx, chain: str, group: dict, dirs: dict, m: dict, same_protocol: bool) -> None:
+    """Artifact records for what the DFC wrote for one chain (``m``: its metrics entry): per model the
+    parsed HAR (fp32), the quantized HAR and the HEF (the emulator's quantized-context accuracy,
+    when it ran the run's protocol; bytes; HailoRT mean latency where a device measured it); the
+    multi-network HAR/HEF (role pipeline) and, when the three nets were emulated chained, the chain
+    (its folder, role ``chain``)."""
+    emu = m["emulator"].get("quantized", {})
+    acc = " (accuracy: DFC emulator, quantized context" + (")" if same_protocol else
+                                                            " on the hailo.emulator.limit subset: metrics.json)")
+    lat = (m.get("runtime") or {}).get("serial", {})
+    size = lambda p: {"bytes": p.stat().st_size}  # noqa: E731
+    for role, info in group.items():
+        d, prec = dirs[role], precision(ctx.cfg, [role])
+        got = emu.get(role) if same_protocol else None
+        ctx.artifact(d / f"{info.name}.har", ROLES[role], "fp32", cost=size(d / f"{info.name}.har"),
+                     label="parsed HAR (DFC translate)")
+        ctx.artifact(d / f"{info.name}_quantized.har", ROLES[role], prec, metrics=got,
+                     cost=size(d / f"{info.name}_quantized.har"), label="quantized HAR" + acc)
+        hef = d / m["compile"][role]["hef"]
+        cost = {**size(hef), **({"latency_ms": lat["per_model"][role]["mean_ms"]} if role in lat.get("per_model", {}) else {})}
+        ctx.artifact(hef, ROLES[role], prec, metrics=got, cost=cost, label="HEF of the quantized HAR" + acc)
+    multi = m.get("multi_network") or {}
+    if "hef" in multi:
+        names = ", ".join(multi["networks"])
+        for f in (f"{chain}_multi_quantized.har", multi["hef"]):
+            ctx.artifact(ctx.out / chain / f, "pipeline", precision(ctx.cfg, group), cost=size(ctx.out / chain / f),
+                         label=f"multi-network ({names}), optimized once; not emulated")
+    if "chain" in emu:
+        c = emu["chain"]
+        got = {**c["detection"], **{k: c["restoration"][k] for k in ("psnr", "ssim", "psnr_input", "ssim_input")
+                                    if k in c["restoration"]}}
+        ctx.artifact(ctx.out / chain, "chain", precision(ctx.cfg, group), chain=chain,
+                     metrics=got if same_protocol else None,
+                     cost={"latency_ms": lat["per_frame"]["mean_ms"]} if "per_frame" in lat else None,
+                     label=f"quantized HARs of {', '.join(i.name for i in group.values())} chained" + acc)

@@ -1,14 +1,13 @@
-"""Which whole-system ONNX files to run on the photos, read from the upstream stages' own records.
+"""Which whole-system ONNX files to run on the photos, read from the upstream stages' artifact records.
 
-Kept short: the FP32 ``train/pipeline.onnx``; each prune variant's ``pipeline.onnx`` (the prune
-manifest's ``metrics.files`` entries, the ``{"file": ..., "eval": ...}`` convention the report reads,
-see ``stages/report/discover.py``); and per quantize candidate the INT8 pipeline the quantize stage
-picked as its best (``quantize_best``).  The photos stage chooses nothing on its own numbers.
-Only pipelines ([0, 1] BGR image in, YuNet's 12 outputs out) are run: the input is an image.
+Kept short: the train stage's FP32 pipeline; each prune variant's pipeline; and per quantize
+candidate the INT8 pipeline the quantize stage picked as its best on the val split
+(``int8_vs_fp32.<candidate>.int8_file``).  All are ``manifest["artifacts"]`` records
+(shared/artifacts.py) with role ``pipeline`` ([0, 1] BGR image in, YuNet's 12 outputs out; the
+input is an image).  The photos stage chooses nothing on its own numbers.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,102 +18,48 @@ class Artifact:
     path: Path
     kind: str        # fp32 | pruned | quantized
     label: str       # short name for the figure
+    precision: str   # the record's: fp32, int8, ...
 
 
-def _walk(tree):
-    stack = [tree]
-    while stack:
-        m = stack.pop()
-        if isinstance(m, dict):
-            yield m
-            stack.extend(reversed(list(m.values())))
-        elif isinstance(m, list):
-            stack.extend(reversed(m))
+def pipelines(stage: str, stage_dir: Path, manifest: dict) -> dict[str, dict]:
+    """file -> record, for the stage's ONNX pipeline records whose file is there."""
+    return {r["file"]: r for r in manifest.get("artifacts") or []
+            if r["role"] == "pipeline" and r["format"] == "onnx" and (stage_dir / r["file"]).is_file()}
 
 
-def file_entries(tree) -> list[dict]:
-    """Every dict naming an ONNX file in a metrics tree, as ``file`` (prune, esp, hailo) or
-    ``onnx_file`` (quantize result rows); first occurrence of each file, in tree order."""
-    seen, out = set(), []
-    for m in _walk(tree):
-        f = m.get("file") if isinstance(m.get("file"), str) else m.get("onnx_file")
-        if isinstance(f, str) and f.endswith(".onnx") and f not in seen:
-            seen.add(f)
-            out.append(m)
-    return out
+def _art(stage, stage_dir, rec, kind, label) -> Artifact:
+    return Artifact(f"{stage}/{rec['file']}", stage_dir / rec["file"], kind, label, rec["precision"])
 
 
-def _is_pipeline(rel: str, entry: dict) -> bool:
-    role = entry.get("role") or entry.get("model")
-    if role:
-        return role == "pipeline"
-    return Path(rel).stem.startswith("pipeline") or Path(rel).parent.name == "pipeline"
-
-
-def _stage_metrics(stage_dir: Path, manifest: dict) -> dict:
-    tree = {"manifest": manifest.get("metrics") or {}}
-    p = stage_dir / "metrics.json"
-    if p.exists():
-        try:
-            tree["metrics.json"] = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise RuntimeError(f"{p}:{e.lineno}: corrupt metrics ({e.msg})") from None
-    return tree
+def train_pipeline(stage_dir: Path, manifest: dict) -> list[Artifact]:
+    return [_art("train", stage_dir, r, "fp32", "FP32 (train)") for r in pipelines("train", stage_dir, manifest).values()]
 
 
 def prune_pipelines(stage_dir: Path, manifest: dict) -> list[Artifact]:
-    out = []
-    for e in file_entries((manifest.get("metrics") or {}).get("files", [])) or file_entries(
-            manifest.get("metrics") or {}):
-        rel = e.get("file") or e.get("onnx_file")
-        if _is_pipeline(rel, e) and (stage_dir / rel).is_file():
-            variant = Path(rel).parent.name
-            out.append(Artifact(f"prune/{rel}", stage_dir / rel, "pruned", f"pruned {variant}"))
-    return out
+    return [_art("prune", stage_dir, r, "pruned", f"pruned {Path(f).parent.name}")
+            for f, r in pipelines("prune", stage_dir, manifest).items()]
 
 
 def quantize_best(stage_dir: Path, manifest: dict) -> list[Artifact]:
-    """The quantize stage's own best INT8 pipeline per candidate: ``int8_vs_fp32.<candidate>.int8_file``
-    (chosen there on the val split among every W8A8 pipeline row), else the pipeline its benchmark
-    times (``benchmark.<candidate>.int8_bytes``, the best W8A8 PTQ cell), matched to the row's
-    ``onnx_file`` in ``quantize/metrics.json``."""
-    tree = _stage_metrics(stage_dir, manifest)
-    full = tree.get("metrics.json", {})
-    rows = [r for r in file_entries(full.get("rows", [])) if "onnx_file" in r]
+    recs = pipelines("quantize", stage_dir, manifest)
+    picks = {c: v["int8_file"] for c, v in ((manifest.get("metrics") or {}).get("int8_vs_fp32") or {}).items()
+             if isinstance(v, dict) and v.get("int8_file") in recs}
+    return [_art("quantize", stage_dir, recs[f], "quantized",
+                 f"W8A8 {Path(f).stem}" + (f" ({cand})" if len(picks) > 1 else "")) for cand, f in picks.items()]
 
-    def section(key):
-        return tree["manifest"].get(key) or full.get(key) or {}
-    picks = {c: v["int8_file"] for c, v in section("int8_vs_fp32").items()
-             if isinstance(v, dict) and isinstance(v.get("int8_file"), str)}
-    for cand, b in section("benchmark").items():
-        if cand in picks or not isinstance(b, dict) or not isinstance(b.get("int8_bytes"), dict):
-            continue
-        row = next((r for r in rows if r.get("candidate") == cand and r.get("model") == "pipeline"
-                    and r.get("export") == b["int8_bytes"]), None)
-        pick = b["int8_bytes"].get("onnx")
-        rel = row["onnx_file"] if row else (f"{cand}/pipeline/{pick}" if pick else None)
-        if rel:
-            picks[cand] = rel
-    out = []
-    for cand, rel in picks.items():
-        if rel.endswith(".onnx") and (stage_dir / rel).is_file():
-            out.append(Artifact(f"quantize/{rel}", stage_dir / rel, "quantized",
-                                f"W8A8 {Path(rel).stem}" + (f" ({cand})" if len(picks) > 1 else "")))
-    return out
+
+PICKS = {"train": train_pipeline, "prune": prune_pipelines, "quantize": quantize_best}
+WHAT = {"train": "no ONNX pipeline record", "prune": "no ONNX pipeline record",
+        "quantize": "no record of its best INT8 pipeline (int8_vs_fp32.<candidate>.int8_file)"}
 
 
 def select(inputs: dict[str, Path], manifests: dict[str, dict], cfg: dict) -> tuple[list[Artifact], dict]:
     """(artifacts in run order, {stage: why it gave none}) from the declared upstream stages."""
     arts, none = [], {}
-    train = inputs["train"] / "pipeline.onnx"
-    if train.is_file():
-        arts.append(Artifact("train/pipeline.onnx", train, "fp32", "FP32 (train)"))
-    else:
-        none["train"] = f"no {train.name} in the train stage's outputs"
-    for stage, pick in (("prune", prune_pipelines), ("quantize", quantize_best)):
+    for stage, pick in PICKS.items():
         if stage not in inputs:
             continue
-        if not cfg["artifacts"][stage]:
+        if stage != "train" and not cfg["artifacts"][stage]:
             none[stage] = f"photos.artifacts.{stage}: false"
             continue
         m = manifests.get(stage) or {}
@@ -124,5 +69,5 @@ def select(inputs: dict[str, Path], manifests: dict[str, dict], cfg: dict) -> tu
         found = pick(inputs[stage], m)
         arts += found
         if not found:
-            none[stage] = "its manifest lists no pipeline ONNX file"
+            none[stage] = f"its manifest has {WHAT[stage]}"
     return arts, none

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from shared.data import to_float
-from shared.evaluation import Protocol, is_qdq, ort_session
+from shared.evaluation import Protocol, ort_session
 from shared.ort_runtime import describe
 from shared.models import OUTPUT_NAMES, decode
 from stages.photos import artifacts as artlib
@@ -76,7 +76,7 @@ class Samples:
 
 
 def run_artifact(art, samples: Samples, proto: Protocol, fallback_size) -> tuple[dict, list[np.ndarray]]:
-    sess = ort_session(art.path, mode="reference" if is_qdq(art.path) else "exact")   # QDQ: written int8 semantics
+    sess = ort_session(art.path)   # shared.evaluation.accuracy_mode: QDQ files at their written int8 semantics
     outs = [o.name for o in sess.get_outputs()]
     if set(outs) != set(OUTPUT_NAMES):
         raise RuntimeError(f"{art.path}: outputs {outs} are not YuNet's {list(OUTPUT_NAMES)} (not a pipeline)")
@@ -87,7 +87,7 @@ def run_artifact(art, samples: Samples, proto: Protocol, fallback_size) -> tuple
         y = sess.run(list(OUTPUT_NAMES), {name: to_float(s["image"][None])})
         dets.append(decode(y, (w, h), proto.score_thr, proto.nms_iou)[0])
     info = {"artifact": art.name, "kind": art.kind, "label": art.label,
-            "precision": "int8 (QDQ)" if is_qdq(art.path) else "fp32",
+            "precision": art.precision if art.precision == "fp32" else f"{art.precision} (QDQ)",
             **describe(sess),
             "input_size": [h, w]}
     return info, dets

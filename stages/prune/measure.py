@@ -72,18 +72,17 @@ def evaluate(pipe, test: Split, proto: Protocol, per_model: bool = False) -> dic
     return out
 
 
-def report_entries(rel_dir: str, metrics: dict) -> tuple[list[dict], dict | None]:
-    """This variant's exported files and its chain in the convention the report reads: ``file``
-    (relative to the stage dir) + ``eval``, and ``chain`` (the variant dir) + ``eval``."""
+def record(ctx, rel_dir: str, metrics: dict) -> None:
+    """This variant's exported files as artifact records (shared/artifacts.py), each with what was
+    measured for it, and its chain's metrics when all three nets were exported."""
     ev = metrics["eval"]
     by_file = {"pipeline": ev["detection"], **{k: ev[k] for k in ("enhancer", "denoiser", "yunet") if k in ev}}
-    files = [{"file": f"{rel_dir}/{o['file']}", "eval": by_file[name]}
-             for name, o in metrics["onnx"].items() if name in by_file]
-    if not all(k in metrics["onnx"] for k in ("enhancer", "denoiser", "yunet")):
-        return files, None
-    chain = {"chain": rel_dir, "eval": {**ev["detection"], **{k: ev["restoration_chain"][k] for k in (
-        "psnr", "ssim", "psnr_input", "ssim_input")}}}
-    return files, chain
+    for name, o in metrics["onnx"].items():
+        role = "pipeline" if name == "pipeline" else units.unit(name).name
+        ctx.artifact(f"{rel_dir}/{o['file']}", role, "fp32", metrics=by_file.get(name), cost={"bytes": o["bytes"]})
+    if all(k in metrics["onnx"] for k in ("enhancer", "denoiser", "yunet")):
+        ctx.chain_metrics(rel_dir, {**ev["detection"], **{k: ev["restoration_chain"][k] for k in (
+            "psnr", "ssim", "psnr_input", "ssim_input")}})
 
 
 def made_by(name: str, info: dict, row: dict, c: dict) -> dict:

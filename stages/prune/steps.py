@@ -175,18 +175,14 @@ def run(ctx) -> dict:
                  100 * (1 - res["row"]["macs"] / rows[0]["macs"]), info["seconds"])
     csv_path, md_path = table.write(rows, ctx.out)
     log.info("table: %s\n%s", csv_path.name, md_path.read_text())
-    files, chains = [], []
     for name, res in results.items():
-        f, c = measure.report_entries(f"variants/{name}", res)
-        files += f
-        chains += [c] if c else []
+        measure.record(ctx, f"variants/{name}", res)
     metrics = {"table": table.with_reductions(rows), "benchmark": benchmark(table.with_reductions(rows)),
                "edgy_recorded": recorded, "budget": budget, "aliases": aliases, "device": env.device.type,
                "variants": {k: {kk: v for kk, v in r.items() if kk != "eval"} for k, r in results.items()}}
     (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
     return {"metrics": {"table": metrics["table"], "benchmark": metrics["benchmark"], "edgy_recorded": recorded,
-                        "budget": budget, "aliases": aliases,
-                        "files": files, "chains": chains}}
+                        "budget": budget, "aliases": aliases}}
 
 
 def benchmark(rows: list[dict]) -> dict:

@@ -26,7 +26,9 @@ import numpy as np
 import torch
 
 from shared import units
+from shared.artifacts import METRIC_KEYS, onnx_precision
 from shared.data import to_float
+from shared.evaluation import ort_session   # accuracy_mode: exact (fused) unless a bias is off scale
 from shared.selection import SelectionError, check_selection_split, pick_best
 from stages.quantize import measure, onnx_io
 
@@ -48,6 +50,7 @@ class Runner:
     rows: list = field(default_factory=list)
     dets: dict = field(default_factory=dict)   # row_key(row) -> {"sim": [...], "onnx": [...]} on test
     keep_dets: tuple = ("pipeline",)           # the units whose comparisons get intervals (whole system)
+    ctx: object = None                         # the stage context: each row's ONNX file gets its artifact record
 
     def calib(self, name: str, seed: int, limit: int | None, batch: int) -> list[torch.Tensor]:
         """Calibration batches for a unit (its input variant and scale), seed-ordered subset."""
@@ -71,7 +74,25 @@ class Runner:
         if kept and (sim_dets is not None or onnx_dets is not None):
             self.dets[row_key(row)] = {"sim": sim_dets, "onnx": onnx_dets}
         self.rows.append(row)
+        self.describe(row)
         return row
+
+    def describe(self, row: dict) -> None:
+        """The artifact record (shared/artifacts.py) of the ONNX file a row measured: role = the unit
+        (``row["model"]``), precision of the written graph (its zero points' types for QDQ files),
+        chain = its folder, metrics = the row's ONNX Runtime measurement.  A file measured again
+        (a later row naming it) gets the later row's record.  Rows without a file of their own (the
+        independently QAT'd nets chained: each file has its own row) record nothing."""
+        rel = row.get("onnx_file")
+        if self.ctx is None or not isinstance(rel, str) or not rel.endswith(".onnx"):
+            return
+        path = self.out / rel
+        if not path.is_file() or any(part.startswith(".") for part in Path(rel).parts):
+            return
+        precision = "fp32" if row["bits"] == "FP32" else onnx_precision(path)
+        onnx_m = row.get("onnx")
+        metrics = onnx_m if isinstance(onnx_m, dict) and set(METRIC_KEYS) & set(onnx_m) else None
+        self.ctx.artifact(path, row["model"], precision, chain=Path(rel).parent.as_posix(), metrics=metrics)
 
     def forget(self, cand: str) -> None:
         """Drop a finished candidate's kept detections (memory: several per pipeline row)."""
@@ -87,7 +108,7 @@ class Runner:
         else:
             info = onnx_io.export_qdq(sim, name, dummy, path, self.opset, self.int8_weights)
         onnx_path = path.with_suffix(".onnx")
-        onnx_m, _, onnx_dets = self.measure(int8_session(onnx_path), name, selectable=False)
+        onnx_m, _, onnx_dets = self.measure(ort_session(onnx_path), name, selectable=False)
         gap = measure.gap(sim_m, onnx_m)
         mg = measure.max_gap(gap)
         row = {"candidate": cand, "model": name, "method": method, "bits": bits, "seed": seed,
@@ -161,13 +182,6 @@ def folder_name(cand: str) -> str:
 def chained_onnx(enh: Path, den: Path, det: Path):
     """fn([0,1] NCHW batch) -> detector outputs, running the three ONNX models in series."""
     from shared.evaluation import as_fn
-    return units.chain(*(as_fn(int8_session(p)) for p in (enh, den, det)))[0]
+    return units.chain(*(as_fn(ort_session(p)) for p in (enh, den, det)))[0]
 
 
-def int8_session(path: Path):
-    """The session a QDQ file's accuracy is measured in: its written int8 semantics (``reference``:
-    Q/DQ unfused). ONNX Runtime 1.23's QDQ fusion (QDQSelectorActionTransformer) changes the
-    answer of these AIMET graphs, VNNI or not (docs/decisions.md, session 5); what the fused kernels
-    give is reported beside (``benchmark.<cand>.int8_fused_kernels_eval``)."""
-    from shared.evaluation import is_qdq, ort_session
-    return ort_session(path, mode="reference" if is_qdq(path) else "exact")

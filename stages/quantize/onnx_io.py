@@ -3,7 +3,8 @@
 ``export_qdq`` writes ``<stem>.onnx`` with ``aimet_torch.onnx.export``: QuantizeLinear /
 DequantizeLinear in the graph; with ``int8_weights`` (``prequantize_constants``) the
 weights are stored as INT8 (bias INT32) initializers followed by DequantizeLinear, so
-the file is a truly int8-weight model; and ``<stem>.encodings.json`` (AIMET encodings:
+the file is a truly int8-weight model; its int32 biases are then re-quantized to
+``x_scale * w_scale`` (``shared.qdq_bias``), the scale ONNX Runtime's fused kernels assume; and ``<stem>.encodings.json`` (AIMET encodings:
 ``sim.save_encodings_to_json``).  ``weight_bytes`` sums the initializers by dtype.
 ``latency`` times ONNX Runtime sessions (1 thread and all threads) on one input.
 """
@@ -20,6 +21,7 @@ import torch
 
 from shared.models import OUTPUT_NAMES
 from shared.ort_runtime import open_session
+from shared.qdq_bias import canonicalize_file
 
 
 def output_names(name: str) -> list[str]:
@@ -35,8 +37,10 @@ def export_qdq(sim, name: str, dummy: torch.Tensor, stem: Path, opset: int, int8
         aonnx.export(sim.model, (dummy[:1],), str(onnx_path), input_names=["input"],
                      output_names=output_names(name), opset_version=opset, dynamo=False,
                      prequantize_constants=int8_weights)
+    bias = canonicalize_file(onnx_path)   # int32 biases at x_scale * w_scale: the fused kernels are then exact
     sim.save_encodings_to_json(str(stem.parent), stem.name + ".encodings")
-    return {"onnx": onnx_path.name, "encodings": stem.name + ".encodings.json", **weight_bytes(onnx_path)}
+    return {"onnx": onnx_path.name, "encodings": stem.name + ".encodings.json", **weight_bytes(onnx_path),
+            "bias_rescaled": bias["rescaled"], "bias_max_change": bias["max_bias_change"]}
 
 
 def export_fp32(model, name: str, dummy: torch.Tensor, path: Path, opset: int) -> Path:

@@ -52,7 +52,7 @@ def quantize_metrics(q) -> dict | None:
     try:
         return json.loads((q.dir / "metrics.json").read_text())
     except json.JSONDecodeError:
-        return None      # discover already refuses a corrupt one, naming the file
+        return None      # records.discover already refuses a corrupt one, naming the file
 
 
 def roles(qm: dict, manifest: dict | None) -> dict[str, str]:

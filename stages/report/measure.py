@@ -25,9 +25,10 @@ import time
 import numpy as np
 
 from shared import units
-from shared.evaluation import Protocol, as_fn, detect, evaluate_detection, evaluate_restoration, is_qdq, ort_session
+from shared.evaluation import (Protocol, accuracy_mode, as_fn, detect, evaluate_detection, evaluate_restoration,
+                               ort_session)
 from shared.metrics.detection import evaluate_detections
-from stages.report.discover import Artifact
+from stages.report.records import Artifact
 
 DET_KEYS = ("ap", "nme", "top_box_iou", "missed", "n_gt", "n_images")
 RES_KEYS = ("psnr", "ssim", "psnr_input", "ssim_input")
@@ -35,17 +36,6 @@ RES_KEYS = ("psnr", "ssim", "psnr_input", "ssim_input")
 
 def _keep(m: dict, keys) -> dict:
     return {k: m[k] for k in keys if k in m}
-
-
-def accuracy_mode(path) -> str:
-    """How a file's accuracy is measured: QDQ files at their written int8 semantics (``reference``,
-    Q/DQ unfused: ONNX Runtime 1.23's QDQ fusion changes these graphs' answers, docs/decisions.md
-    session 5), FP32 files with every optimisation. Latency is timed with the fused kernels."""
-    return "reference" if is_qdq(path) else "exact"
-
-
-def accuracy_session(path):
-    return ort_session(path, mode=accuracy_mode(path))
 
 
 def has_metrics(m: dict | None, role: str) -> bool:
@@ -65,13 +55,13 @@ def evaluate_artifact(a: Artifact, test, proto: Protocol, log=None, keep_dets: b
         m = detect_and_restore(tapped_pipeline(a.path), test, proto, keep_dets=True)
     elif a.role in ("detector", "pipeline"):
         if keep_dets:
-            dets = detect(accuracy_session(a.path), test, proto, input_range=a.input_range)
+            dets = detect(ort_session(a.path), test, proto, input_range=a.input_range)
             m = {**_keep(evaluate_detections(dets, test.gts(len(dets)), proto.iou_thr), DET_KEYS), "dets": dets}
         else:
-            m = _keep(evaluate_detection(accuracy_session(a.path), test, proto, input_range=a.input_range), DET_KEYS)
+            m = _keep(evaluate_detection(ort_session(a.path), test, proto, input_range=a.input_range), DET_KEYS)
     elif a.role in ("enhancer", "denoiser", "restoration"):
         src = units.eval_variant(a.role, proto.variant)
-        m = _keep(evaluate_restoration(accuracy_session(a.path), test, src, "0", proto.limit, proto.batch), RES_KEYS)
+        m = _keep(evaluate_restoration(ort_session(a.path), test, src, "0", proto.limit, proto.batch), RES_KEYS)
         m["src"] = src
     else:
         return {"source": "not evaluated (unknown role)"}
@@ -88,7 +78,7 @@ def _path(x):
 def chain_functions(group: dict):
     """(restore(x) -> [0,1] image, system(x) -> 12 YuNet outputs) over three ORT sessions
     (``group``: role -> Artifact or ONNX path)."""
-    system, restore = units.chain(*(as_fn(accuracy_session(_path(group[r]))) for r in units.ORDER))
+    system, restore = units.chain(*(as_fn(ort_session(_path(group[r]))) for r in units.ORDER))
     return restore, system
 
 
@@ -123,7 +113,7 @@ def evaluate_chain(group: dict, test, proto: Protocol, log=None, keep_dets: bool
     """The three sessions composed (``group``: role -> Artifact or ONNX path)."""
     t0 = time.time()
     restore, _ = chain_functions(group)
-    det = as_fn(accuracy_session(_path(group["detector"])))
+    det = as_fn(ort_session(_path(group["detector"])))
 
     def run(x):
         r = restore(x)
@@ -185,7 +175,7 @@ def tapped_pipeline(path):
     n_out = len(model.graph.output)
     name = restored_tensor(model)
     if name is None or name in {o.name for o in model.graph.output}:
-        fn = as_fn(accuracy_session(path))
+        fn = as_fn(ort_session(path))
         return lambda x: (fn(x), None)
     model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     fd, tmp = tempfile.mkstemp(suffix=".onnx")
@@ -204,7 +194,7 @@ def tapped_pipeline(path):
 
 def restored_images(group: dict[str, Artifact], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(enhanced, denoised) float NCHW for the strip."""
-    enh, den = (as_fn(accuracy_session(_path(group[r]))) for r in ("enhancer", "denoiser"))
+    enh, den = (as_fn(ort_session(_path(group[r]))) for r in ("enhancer", "denoiser"))
     e = enh(x)[0]
     return e, den(e)[0]
 

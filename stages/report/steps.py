@@ -26,7 +26,7 @@ from shared.evaluation import Protocol
 from shared.dag import dependants, load_dag
 from stages.report import (html, intervals, jmmc, onnx_cost, openvino_rt, photos_section, plots, profile,
                            readme_figures, seeds, strip)
-from stages.report.discover import discover, groups, is_chain, summary
+from stages.report.records import discover, groups, is_chain, summary
 from stages.report.latency import chain_fps, host_cores, time_artifact
 from stages.report.measure import evaluate_artifact, evaluate_chain
 from stages.report.table import latency_cells, make_row, markdown, skipped_markdown, skipped_rows, write_csv

@@ -9,7 +9,7 @@ import csv
 import math
 from pathlib import Path
 
-from stages.report.discover import StageInfo
+from stages.report.records import StageInfo
 
 # (key, header, format) - the study's columns (AP, NME, IoU, missed, PSNR, SSIM, params,
 # MACs, size: weight bytes as stored and the file) then host latency (ONNX Runtime), chain throughput, OpenVINO's

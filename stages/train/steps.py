@@ -97,6 +97,10 @@ def run(ctx) -> dict:
     onnx["yunet"]["opencv"] = opencv_check(ctx.out / "yunet.onnx", test, "0", cfg["export"]["opencv_images"],
                                            proto.score_thr, proto.nms_iou)
 
+    record_artifacts(ctx, onnx, {"enhancer": restoration["enhancer"], "denoiser": restoration["denoiser"],
+                                 "yunet": det_alone, "pipeline": onnx["pipeline"]["eval"]})
+    ctx.chain_metrics(".", {**chain, **restoration["chain"]})   # the PyTorch chain, as prune/quantize measure theirs
+
     plots.curves(history, ctx.out / "curves.png")
     _samples(pipe, test, proto, cfg["samples"], ctx.out / "samples.png")
     throughput = {k: round(history[k][-1]["images_per_s"], 2) for k in history if history[k]
@@ -114,6 +118,15 @@ def run(ctx) -> dict:
              restoration["enhancer"]["psnr"], restoration["enhancer"]["psnr_input"],
              restoration["denoiser"]["psnr"], restoration["denoiser"]["psnr_input"])
     return {"metrics": metrics}
+
+
+def record_artifacts(ctx, onnx: dict, metrics: dict) -> None:
+    """One record per exported file (export_all's keys: the three nets, yunet being the detector,
+    and the whole pipeline), with what this stage measured for it."""
+    for name, entry in onnx.items():
+        role = "pipeline" if name == "pipeline" else units.unit(name).name
+        ctx.artifact(ctx.out / entry["file"], role, "fp32", metrics=metrics[name],
+                     cost={"bytes": entry["bytes"]})
 
 
 def _brief(section: dict) -> dict:

@@ -5,7 +5,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -83,8 +82,7 @@ def make_ctx(tmp_path, dataset_dir, train_dir):
         out.mkdir()
         config = {"eval": {"variant": "1_noisy", "score_thr": 0.02, "nms_iou": 0.45, "iou_thr": 0.5, "limit": None,
                            "batch": 8}, "esp": cfg, "seed": 0}
-        return SimpleNamespace(name="esp", cfg=cfg, config=config, out=out, seed=0, log=logging.getLogger("test-esp"),
-                               inputs={"dataset": dataset_dir, "train": train_dir},
-                               input_manifests={"dataset": {}, "train": {}},
-                               input=lambda s: {"dataset": dataset_dir, "train": train_dir}[s])
+        from shared.stage import StageContext   # the real one: ctx.artifact records and checks
+        return StageContext("esp", cfg, config, tmp_path, out, 0, logging.getLogger("test-esp"),
+                            {"dataset": dataset_dir, "train": train_dir}, {"dataset": {}, "train": {}})
     return make

@@ -2,9 +2,11 @@
 import csv
 import json
 import re
+from pathlib import Path
 
 import yaml
 
+from shared.artifacts import check_manifest, check_record
 from stages.esp.firmware import ESP_DL_VERSION
 from stages.esp.steps import run
 
@@ -41,6 +43,30 @@ def test_run_end_to_end(make_ctx, esp_cfg):
     assert yunet["weight_bytes"] == [r for r in singles if r["model"] == "yunet"][0]["weights_bytes"]
     assert files["train/chain/int8"]["role"] == "chain" and files["train/chain/int8"]["weight_bytes"] == chain["weights_bytes"]
     assert files["train/chain/int8"]["models"] == [f"train/{x}/int8.espdl" for x in ("enhancer", "denoiser", "yunet")]
+    # ... and as typed artifact records (shared/artifacts.py), all the report reads: every model file
+    # written, each measured .espdl with its role, an int precision, its simulated accuracy and bytes
+    recs = {r["file"]: r for r in ctx.artifacts}
+    check_manifest({"stage": "esp", "artifacts": ctx.artifacts, "chains": ctx.chains}, out)
+    for r in ctx.artifacts:
+        check_record(r, out)
+    assert set(recs) == {f"train/{x}/{v}.espdl" for x in ("enhancer", "denoiser", "yunet") for v in ("int8", "mixed")} | {
+        "train/chain/int8", "train/chain/mixed"} | {f"firmware/main/models/{x}.espdl" for x in ("enhancer", "denoiser", "yunet")}
+    roles = {"enhancer": "enhancer", "denoiser": "denoiser", "yunet": "detector"}
+    for f in m["files"]:   # every model the simulator measured
+        r = recs[f["file"]]
+        assert r["precision"] == {"int8": "int8", "mixed": "int8+int16"}[f["file"].split("/")[-1].removesuffix(".espdl")]
+        assert r["precision"].startswith("int") and r["metrics"] == f["eval"]
+        assert r["cost"] == {"weight_bytes": f["weight_bytes"], "bytes": f["bytes"]}
+        if f["role"] == "chain":   # the folder of the chain's models, in the chain discover's group was
+            assert r["role"] == "chain" and r["format"] == "dir" and r["chain"] == "train/chain"
+            assert json.loads((out / f["file"] / "chain.json").read_text())["models"] == f["models"]
+        else:
+            assert r["role"] == roles[f["file"].split("/")[1]] == f["role"] and r["chain"] == str(Path(f["file"]).parent)
+            assert r["format"] == "espdl"
+    assert recs["train/chain/int8"]["metrics"]["ap"] == files["train/chain/int8"]["eval"]["ap"]
+    fw_recs = [r for f, r in recs.items() if f.startswith("firmware/")]
+    assert {r["role"] for r in fw_recs} == set(roles.values()) and all(r["metrics"] is None for r in fw_recs)
+    assert all(r["precision"] == "int8+int16" and "copy of train/" in r["label"] for r in fw_recs)
     # the generated project agrees with the models it embeds
     fw = out / "firmware"
     for rel in ("CMakeLists.txt", "main/CMakeLists.txt", "main/app_main.cpp", "main/idf_component.yml",

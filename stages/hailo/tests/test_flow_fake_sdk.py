@@ -20,6 +20,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from shared.artifacts import check_manifest, check_record
 from stages.hailo import graph, sdk, steps
 from test_stage import _ctx
 
@@ -119,6 +120,29 @@ def test_sdk_flow_plumbing(work, full_config, tmp_path, fake_sdk):
     assert "error" not in m["multi_network"]
     downgrades = result["metrics"]["dfc_downgrades"]
     assert len(downgrades) == 1 and downgrades[0].startswith("Reducing optimization level to 0")
+    # every file the DFC wrote as a typed artifact record (shared/artifacts.py), all the report reads
+    check_manifest({"stage": "hailo", "artifacts": ctx.artifacts, "chains": ctx.chains}, ctx.out)
+    recs = {r["file"]: r for r in ctx.artifacts}
+    roles = {"enhancer": "enhancer", "denoiser": "denoiser", "yunet": "detector"}
+    assert set(recs) == {f"train/{r}/{r}{s}" for r in roles for s in (".har", "_quantized.har", ".hef")} | {
+        "train/train_multi.hef", "train/train_multi_quantized.har", "train"}
+    for r, role in roles.items():
+        hef, qhar, har = (recs[f"train/{r}/{r}{s}"] for s in (".hef", "_quantized.har", ".har"))
+        for rec in (hef, qhar, har):
+            check_record(rec, ctx.out)
+            assert rec["role"] == role and rec["chain"] == f"train/{r}"
+        assert hef["format"] == "hef" and qhar["format"] == har["format"] == "har"
+        assert hef["precision"] == qhar["precision"] == ("int8" if r == "yunet" else "int8+int16")  # a16_w16 default
+        assert har["precision"] == "fp32" and har["metrics"] is None
+        want = pytest.approx(m["emulator"]["quantized"][r], nan_ok=True)   # the mini YuNet finds no face: NME nan
+        assert hef["metrics"] == want and qhar["metrics"] == want
+        assert hef["cost"] == {"bytes": 3, "latency_ms": pytest.approx(rt["serial"]["per_model"][r]["mean_ms"])}
+    multi = recs["train/train_multi.hef"]
+    assert multi["role"] == "pipeline" and multi["precision"] == "int8+int16" and multi["metrics"] is None
+    chain = recs["train"]
+    assert chain["role"] == "chain" and chain["format"] == "dir" and chain["chain"] == "train"
+    assert chain["metrics"]["ap"] == m["emulator"]["quantized"]["chain"]["detection"]["ap"]
+    assert chain["metrics"]["psnr"] == m["emulator"]["quantized"]["chain"]["restoration"]["psnr"]
 
 
 def test_failed_join_is_reported_not_fatal(work, full_config, tmp_path, fake_sdk, monkeypatch):
@@ -129,4 +153,6 @@ def test_failed_join_is_reported_not_fatal(work, full_config, tmp_path, fake_sdk
     m = steps.run(ctx)["metrics"]["chains"]["train"]
     assert "cannot join quantized models" in m["multi_network"]["error"]
     assert not (ctx.out / "train" / "train_multi.hef").exists()
+    assert not any(r["file"].startswith("train/train_multi") for r in ctx.artifacts)   # no file, no record
+    check_manifest({"stage": "hailo", "artifacts": ctx.artifacts, "chains": ctx.chains}, ctx.out)
     assert all((ctx.out / "train" / r / f"{r}.hef").exists() for r in ("enhancer", "denoiser", "yunet"))

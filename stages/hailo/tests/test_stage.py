@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from shared.artifacts import check_manifest
 from shared.stage import StageContext
 from stages.hailo import sdk, steps
 
@@ -43,6 +44,9 @@ def test_run_without_sdk(work, full_config, tmp_path):
     assert abs(enh["psnr"] - enh["psnr_input"]) < 3.0 and enh["n_images"] == 4
     assert m["sdk"]["dfc"] is None and m["sdk"]["default_pair"] == ["3.33", "4.23"]
     assert json.loads((ctx.out / "metrics.json").read_text())["hw_arch"] == "hailo8"
+    # no model file without the DFC (scripts and calibration sets only): no artifact record, a valid list
+    assert ctx.artifacts == []
+    check_manifest({"stage": "hailo", "artifacts": ctx.artifacts, "chains": ctx.chains}, ctx.out)
 
 
 def test_candidates_are_checked(work, full_config, tmp_path):

@@ -59,8 +59,15 @@ def build_pipeline(path: Path, size: int = SIZE, qdq: bool = False, seed: int = 
     return path
 
 
-def manifest(stage: str, metrics: dict | None = None, skipped=None) -> dict:
-    return {"stage": stage, "config": {"seed": 0, stage: {}}, "metrics": metrics or {}, "skipped": skipped}
+def manifest(stage: str, metrics: dict | None = None, skipped=None, artifacts=()) -> dict:
+    return {"stage": stage, "config": {"seed": 0, stage: {}}, "metrics": metrics or {}, "skipped": skipped,
+            "artifacts": list(artifacts)}
+
+
+def rec(file: str, role: str = "pipeline", precision: str = "fp32") -> dict:
+    """An artifact record as shared/artifacts.py writes it."""
+    return {"file": file, "role": role, "precision": precision, "format": "onnx",
+            "chain": str(Path(file).parent), "label": None, "metrics": None, "cost": None}
 
 
 @pytest.fixture
@@ -69,13 +76,12 @@ def run_dir(tmp_path) -> Path:
     picked and an unpicked W8A8 pipeline and the FP32 reference export."""
     run = tmp_path / "run"
     build_pipeline(run / "train" / "pipeline.onnx")
-    (run / "train" / "manifest.json").write_text(json.dumps(manifest("train")))
+    (run / "train" / "manifest.json").write_text(json.dumps(manifest("train", artifacts=[rec("pipeline.onnx")])))
     p = run / "prune"
     build_pipeline(p / "variants" / "joint_l2_r50" / "pipeline.onnx", seed=1)
     build_pipeline(p / "variants" / "joint_l2_r50" / "yunet.onnx", seed=1)
-    (p / "manifest.json").write_text(json.dumps(manifest("prune", {"files": [
-        {"file": "variants/joint_l2_r50/pipeline.onnx", "eval": {"ap": 0.3}},
-        {"file": "variants/joint_l2_r50/yunet.onnx", "eval": {"ap": 0.2}}], "chains": []})))
+    (p / "manifest.json").write_text(json.dumps(manifest("prune", artifacts=[
+        rec("variants/joint_l2_r50/pipeline.onnx"), rec("variants/joint_l2_r50/yunet.onnx", "detector")])))
     q = run / "quantize"
     build_pipeline(q / "train-fp32" / "pipeline" / "fp32.onnx")
     for s in (0, 1):
@@ -89,8 +95,10 @@ def run_dir(tmp_path) -> Path:
              "onnx_file": "train-fp32/pipeline/none_W8A8_s1.onnx", "export": {**export, "onnx": "none_W8A8_s1.onnx"},
              "onnx": {"ap": 0.45}}]
     (q / "metrics.json").write_text(json.dumps({"rows": rows}))
-    (q / "manifest.json").write_text(json.dumps(manifest("quantize", {"benchmark": {"train-fp32": {
-        "int8_bytes": export, "int8_variant": "none"}}})))
+    (q / "manifest.json").write_text(json.dumps(manifest("quantize", {"int8_vs_fp32": {"train-fp32": {
+        "int8_file": "train-fp32/pipeline/none_W8A8_s0.onnx", "int8": "none"}}}, artifacts=[
+        rec("train-fp32/pipeline/fp32.onnx")] + [rec(f"train-fp32/pipeline/none_W8A8_s{s}.onnx", precision="int8")
+                                                   for s in (0, 1)])))
     return run
 
 

@@ -9,7 +9,8 @@ def test_artifact_selection(ctx):
     assert [a.name for a in arts] == ["train/pipeline.onnx", "prune/variants/joint_l2_r50/pipeline.onnx",
                                       "quantize/train-fp32/pipeline/none_W8A8_s0.onnx"]
     assert [a.kind for a in arts] == ["fp32", "pruned", "quantized"] and none == {}
-    # the quantize stage's val-split choice among every W8A8 pipeline, where it records one, wins
+    assert [a.precision for a in arts] == ["fp32", "fp32", "int8"]      # from the records
+    # the quantize stage's val-split choice among every W8A8 pipeline is the one run
     ctx.input_manifests["quantize"]["metrics"]["int8_vs_fp32"] = {
         "train-fp32": {"int8_file": "train-fp32/pipeline/none_W8A8_s1.onnx", "int8": "none"}}
     arts, _ = artifacts.select(ctx.inputs, ctx.input_manifests, ctx.cfg)
@@ -18,6 +19,9 @@ def test_artifact_selection(ctx):
     ctx.input_manifests["quantize"]["skipped"] = "needs AIMET"
     arts, none = artifacts.select(ctx.inputs, ctx.input_manifests, ctx.cfg)
     assert [a.name for a in arts] == ["train/pipeline.onnx"] and set(none) == {"prune", "quantize"}
+    ctx.input_manifests["train"]["artifacts"] = []
+    arts, none = artifacts.select(ctx.inputs, ctx.input_manifests, ctx.cfg)
+    assert arts == [] and none["train"] == "its manifest has no ONNX pipeline record"
 
 
 def test_stage_writes_metrics_and_figure(ctx):
@@ -29,7 +33,8 @@ def test_stage_writes_metrics_and_figure(ctx):
     assert m["n_ref_faces"] == full["n_ref_faces"] and m["n_photos"] == 3
     by = {a["artifact"]: a for a in full["artifacts"]}
     assert list(by) == list(m["summary"])
-    assert by["quantize/train-fp32/pipeline/none_W8A8_s0.onnx"]["ort_graph_optimization"] == "ORT_ENABLE_BASIC"
+    # no int32 bias off x_scale * w_scale (shared.qdq_bias): measured with the fused kernels
+    assert by["quantize/train-fp32/pipeline/none_W8A8_s0.onnx"]["ort_graph_optimization"] == "ORT_ENABLE_ALL"
     assert by["quantize/train-fp32/pipeline/none_W8A8_s0.onnx"]["precision"] == "int8 (QDQ)"
     assert by["train/pipeline.onnx"]["ort_graph_optimization"] == "ORT_ENABLE_ALL"
     for a in full["artifacts"]:

@@ -2,13 +2,15 @@
 
 A tiny end-to-end run of the stage (32 px images, 8 per split, tiny nets, two PTQ cells for the enhancer (AdaRound off/on), one elsewhere,
 one-epoch QAT / joint QAT) checks that rows say which split each figure is from, that the
-PTQ cell QAT starts from is the best on val, and that the intervals exist and bracket their value.
+PTQ cell QAT starts from is the best on val, that the intervals exist and bracket their value,
+and that every ONNX file written has its artifact record (shared/artifacts.py).
 """
 from __future__ import annotations
 
 import json
 import logging
-import types
+import re
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -94,15 +96,16 @@ def one_thread():
 
 
 def _ctx(tmp_path, data, stage, root, extra=""):
+    """The context shared.stage.main hands the stage (artifact records included), on the tiny config."""
     from shared.config import load_config
+    from shared.stage import StageContext
     (tmp_path / "c.yaml").write_text(CONFIG + extra)
     config = load_config(tmp_path / "c.yaml")
     out = tmp_path / "out"
     out.mkdir()
     inputs = {"dataset": data, stage: root}
-    return types.SimpleNamespace(cfg=config["quantize"], config=config, out=out, run_dir=tmp_path, seed=0,
-                                 log=logging.getLogger("test.quantize"), inputs=inputs,
-                                 input=lambda s: inputs[s], input_manifests={s: {} for s in inputs})
+    return StageContext("quantize", config["quantize"], config, tmp_path, out, 0, logging.getLogger("test.quantize"),
+                        inputs, {s: {} for s in inputs})
 
 
 def _entry(method, val_ap, test_ap):
@@ -184,3 +187,37 @@ def test_tiny_run_selects_on_val_and_reports_intervals(tmp_path, one_thread):
     assert 0 < by["ptq:none"]["int8_bytes"] < by["ptq:none"]["fp32_bytes"]
     header = (ctx.out / "results.csv").read_text().splitlines()[0].split(",")
     assert {"split", "sim_val_ap", "onnx_ap"} <= set(header)
+    _check_artifacts(ctx, rows, cand)
+
+
+def _check_artifacts(ctx, rows: list[dict], cand: str) -> None:
+    """One record per ONNX file written (not under hidden folders), valid by shared.artifacts, saying
+    what the report used to guess: role = the row's unit, precision of the written graph, chain = the
+    file's folder, metrics = the ONNX measurement of the (last) row naming the file."""
+    from shared.artifacts import check_manifest, onnx_precision
+    from shared.evaluation import is_qdq
+    from shared.models import OUTPUT_NAMES
+    check_manifest({"stage": "quantize", "artifacts": ctx.artifacts, "chains": ctx.chains}, ctx.out)
+    recs = {r["file"]: r for r in ctx.artifacts}
+    assert len(recs) == len(ctx.artifacts)
+    written = [p.relative_to(ctx.out) for p in ctx.out.rglob("*.onnx")]
+    assert any(p.parts[0].startswith(".") for p in written)          # .bench/: ONNX Runtime's INT8, no record
+    assert sorted(recs) == sorted(p.as_posix() for p in written if not any(x.startswith(".") for x in p.parts))
+    assert ctx.chains == {}        # no folder holds a measured enhancer -> denoiser -> detector chain
+    by_file = {r["onnx_file"]: r for r in rows}
+    for f, rec in recs.items():
+        row, path = by_file[f], ctx.out / f
+        assert rec["format"] == "onnx" and rec["chain"] == Path(f).parent.as_posix()
+        assert rec["role"] == row["model"] == Path(f).parent.name
+        assert rec["metrics"] == pytest.approx(row["onnx"], nan_ok=True)
+        if row["bits"] == "FP32":
+            assert not is_qdq(path) and rec["precision"] == onnx_precision(path) == "fp32"
+        else:
+            assert is_qdq(path) and rec["precision"] == onnx_precision(path)
+            assert re.fullmatch(r"u?int\d+(\+u?int\d+)*", rec["precision"]), rec
+    import onnx
+    for model in ("enhancer", "denoiser", "detector", "pipeline"):
+        rec = recs[f"{cand}/{model}/fp32.onnx"]
+        assert (rec["role"], rec["precision"], rec["chain"]) == (model, "fp32", f"{cand}/{model}")
+        outs = [o.name for o in onnx.load(str(ctx.out / rec["file"]), load_external_data=False).graph.output]
+        assert (set(outs) == set(OUTPUT_NAMES)) if model in ("detector", "pipeline") else len(outs) == 1

@@ -109,9 +109,29 @@ def write_dataset(root: Path, n: int = 4, size: int = SIZE) -> Path:
     return root
 
 
-def manifest(stage: str, eval_cfg: dict | None = None, metrics: dict | None = None, skipped=None) -> dict:
+ROLE_OF = {"enhancer": "enhancer", "denoiser": "denoiser", "yunet": "detector", "pipeline": "pipeline"}
+
+
+def rec(file: str, role: str, precision: str = "fp32", metrics: dict | None = None, cost: dict | None = None,
+        chain: str | None = None) -> dict:
+    """An artifact record as shared.artifacts.make_record writes it."""
+    suffix = Path(file).suffix.lstrip(".")
+    return {"file": file, "role": role, "precision": precision, "format": suffix or "dir",
+            "chain": chain if chain is not None else (str(Path(file).parent) if "/" in file else "."),
+            "label": None, "metrics": metrics, "cost": cost}
+
+
+def model_recs(folder: str, kinds=("enhancer", "denoiser", "yunet", "pipeline"), precision: str = "fp32",
+               metrics: dict | None = None) -> list[dict]:
+    """Records of the files build_model wrote as ``<folder>/<kind>.onnx`` (folder "" for the stage dir)."""
+    pre = f"{folder}/" if folder else ""
+    return [rec(f"{pre}{k}.onnx", ROLE_OF[k], precision, (metrics or {}).get(k)) for k in kinds]
+
+
+def manifest(stage: str, eval_cfg: dict | None = None, metrics: dict | None = None, skipped=None,
+             artifacts: list[dict] | None = None, chains: dict | None = None) -> dict:
     return {"stage": stage, "config": {"seed": 0, stage: {}, **({"eval": eval_cfg} if eval_cfg else {})},
-            "metrics": metrics or {}, "skipped": skipped}
+            "metrics": metrics or {}, "skipped": skipped, "artifacts": artifacts or [], "chains": chains or {}}
 
 
 @pytest.fixture
@@ -127,7 +147,7 @@ def run_dir(tmp_path, eval_cfg):
     (run / "dataset" / "manifest.json").write_text(json.dumps(manifest("dataset")))
     for k in ("enhancer", "denoiser", "yunet", "pipeline"):
         build_model(k, run / "train" / f"{k}.onnx")
-    (run / "train" / "manifest.json").write_text(json.dumps(manifest("train", eval_cfg)))
+    (run / "train" / "manifest.json").write_text(json.dumps(manifest("train", eval_cfg, artifacts=model_recs(""))))
     return run
 
 
@@ -143,7 +163,8 @@ def write_prune_and_quantize(run: Path, eval_cfg: dict, roles: bool = True) -> d
     for v, seed in (("joint_l2_r50", 3), ("independent_l2_r50", 4)):
         for k in ("enhancer", "denoiser", "yunet", "pipeline"):
             build_model(k, run / "prune" / "variants" / v / f"{k}.onnx", seed=seed)
-    (run / "prune" / "manifest.json").write_text(json.dumps(manifest("prune", eval_cfg)))
+    (run / "prune" / "manifest.json").write_text(json.dumps(manifest("prune", eval_cfg, artifacts=[
+        r for v in ("joint_l2_r50", "independent_l2_r50") for r in model_recs(f"variants/{v}")])))
     q = run / "quantize"
     rows, cands = [], {}
     for cand, v, role in ((JOINT, "joint_l2_r50", "jmmc"), (INDEP, "independent_l2_r50", "independent")):
@@ -175,7 +196,9 @@ def write_prune_and_quantize(run: Path, eval_cfg: dict, roles: bool = True) -> d
                                         "ap_diff": {"value": -0.01, "lo": -0.04, "hi": 0.02}}},
                "splits": {"reported": "test", "selected_on": "val"}}
     (q / "metrics.json").write_text(json.dumps(metrics))
-    (q / "manifest.json").write_text(json.dumps(manifest("quantize", eval_cfg)))
+    recs = [rec(r["onnx_file"], "pipeline" if r["model"] == "pipeline" else r["model"],
+                "fp32" if r["bits"] == "FP32" else "int8", r["onnx"]) for r in rows if (q / r["onnx_file"]).is_file()]
+    (q / "manifest.json").write_text(json.dumps(manifest("quantize", eval_cfg, artifacts=recs)))
     return metrics
 
 

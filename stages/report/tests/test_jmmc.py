@@ -11,7 +11,7 @@ from shared.evaluation import Protocol
 from shared.dag import Stage
 from shared.stage import StageContext
 from stages.report import jmmc, photos_section, seeds, steps
-from stages.report.discover import discover
+from stages.report.records import discover
 from stages.report.measure import evaluate_artifact, evaluate_chain, restored_tensor
 
 from conftest import INDEP, JOINT, write_photos, write_prune_and_quantize

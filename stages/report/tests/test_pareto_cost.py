@@ -2,7 +2,7 @@
 import numpy as np
 
 from stages.report import onnx_cost
-from stages.report.discover import classify
+from shared.artifacts import onnx_precision
 from stages.report.pareto import pareto_front
 
 from conftest import SIZE, build_model
@@ -36,15 +36,6 @@ def test_cost_of_tiny_models(tmp_path):
     assert pipe["macs"] == 2 * enh["macs"] + det["macs"]
 
 
-def test_classify_by_name_and_graph(tmp_path):
-    assert classify(build_model("yunet", tmp_path / "yunet.onnx")) == ("detector", "fp32")
-    assert classify(build_model("enhancer", tmp_path / "denoiser_pruned.onnx"))[0] == "denoiser"
-    # no name hint: the graph decides
-    assert classify(build_model("pipeline", tmp_path / "model_a.onnx"))[0] == "pipeline"
-    assert classify(build_model("yunet", tmp_path / "model_b.onnx"))[0] == "detector"
-    assert classify(build_model("enhancer", tmp_path / "model_c.onnx"))[0] == "restoration"
-
-
 def test_quantized_graph_precision_and_params(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -59,7 +50,7 @@ def test_quantized_graph_precision_and_params(tmp_path):
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
     onnx.save(m, str(tmp_path / "enhancer_int8.onnx"))
-    assert classify(tmp_path / "enhancer_int8.onnx") == ("enhancer", "int8")
+    assert onnx_precision(tmp_path / "enhancer_int8.onnx") == "int8"     # what the writing stage records
     c = onnx_cost.cost(tmp_path / "enhancer_int8.onnx")
     assert c["params"] == 12 and c["macs"] == 8 * 8 * 4 * 3
     assert c["weight_bytes"] == 12  # int8 weights: 1 B each; the scale and zero point are not weights

@@ -11,7 +11,7 @@ from shared.stage import StageContext
 from stages.report import steps
 from stages.report.table import read_csv
 
-from conftest import build_model, manifest
+from conftest import build_model, manifest, model_recs, rec
 
 
 @pytest.fixture
@@ -23,17 +23,17 @@ def ctx(run_dir, eval_cfg, tmp_path, monkeypatch):
         f"{t},{a},{s},{0.3 + 0.1 * (a == 'true') + 0.01 * s},{20 + s},{s * 1.5}\n"
         for t in ("none", "cle") for a in ("false", "true") for s in range(3)))
     (q / "joint.csv").write_text("bitwidth,mode,ap\nW8A8,independent,0.31\nW8A8,joint,0.35\n")
-    (q / "manifest.json").write_text(json.dumps(manifest("quantize", eval_cfg)))
+    (q / "manifest.json").write_text(json.dumps(manifest("quantize", eval_cfg, artifacts=model_recs(
+        "w8a8_joint", ("enhancer", "denoiser", "yunet")))))
     h = run_dir / "hailo"
-    h.mkdir()
+    (h / "chain" / "int8").mkdir(parents=True)
     (h / "yunet.hef").write_bytes(b"\0" * 1000)
     (h / "manifest.json").write_text(json.dumps(manifest(
-        "hailo", eval_cfg, {"emulator": {"file": "yunet.hef", "role": "detector", "precision": "int8",
-                                         "eval": {"ap": 0.123, "nme": 0.2}}, "hef": {"skipped": "needs the DFC"},
-                  # a chain only its stage can run (like ESP-DL's): in the table, never in the image strip
-                  "chain": {"file": "chain/int8", "role": "chain", "precision": "int8", "weight_bytes": 500,
-                            "bytes": 3000, "eval": {"ap": 0.99, "nme": 0.1}}},
-        skipped="needs the Hailo Dataflow Compiler")))
+        "hailo", eval_cfg, {"hef": {"skipped": "needs the DFC"}}, skipped="needs the Hailo Dataflow Compiler",
+        artifacts=[rec("yunet.hef", "detector", "int8", {"ap": 0.123, "nme": 0.2}),
+                   # a chain only its stage can run (like ESP-DL's): in the table, never in the image strip
+                   rec("chain/int8", "chain", "int8", {"ap": 0.99, "nme": 0.1}, {"weight_bytes": 500, "bytes": 3000},
+                       chain="chain")])))
     dag = {n: Stage(n, d, n) for n, d in (("dataset", ()), ("train", ("dataset",)), ("prune", ("train",)),
                                            ("quantize", ("train",)), ("report", ("train",)), ("hailo", ("train",)),
                                            ("summary", ("report",)))}

@@ -1,24 +1,28 @@
-"""Discovery and the table builder on synthetic run dirs: artifacts, reused metrics,
-missing and skipped stages, nested skipped targets, CSV/Markdown output."""
+"""Artifact records and the table builder on synthetic run dirs: artifacts, reused metrics,
+missing and skipped stages, nested skipped targets, bad records, CSV/Markdown output."""
 import json
 
-from stages.report.discover import discover, file_metrics, groups, is_chain
+import pytest
+
+from stages.report.records import ReportError, discover, groups, is_chain
 from stages.report.table import KEYS, make_row, markdown, read_csv, skipped_rows, write_csv
 
-from conftest import build_model, manifest
+from conftest import build_model, manifest, model_recs, rec
 
 
 def test_discover_missing_skipped_and_undeclared(run_dir, eval_cfg):
     (run_dir / "hailo").mkdir()
+    build_model("yunet", run_dir / "hailo" / "yunet_hailo.onnx")
     (run_dir / "hailo" / "manifest.json").write_text(json.dumps(manifest(
         "hailo", eval_cfg, {"hef": {"skipped": "needs the Hailo DFC wheel in volumes/wheelhouse"}},
-        skipped="needs the Hailo Dataflow Compiler; put its wheel in volumes/wheelhouse")))
-    build_model("yunet", run_dir / "hailo" / "yunet_hailo.onnx")
-    (run_dir / "prune" / "joint_50").mkdir(parents=True)
+        skipped="needs the Hailo Dataflow Compiler; put its wheel in volumes/wheelhouse",
+        artifacts=[rec("yunet_hailo.onnx", "detector")])))
     for k in ("enhancer", "denoiser", "yunet"):
         build_model(k, run_dir / "prune" / "joint_50" / f"{k}.onnx", seed=3)
+    build_model("yunet", run_dir / "prune" / "joint_50" / "unrecorded.onnx", seed=3)
     (run_dir / "prune" / "table.csv").write_text("level,mode,ap\n0.5,joint,0.4\n")
-    (run_dir / "prune" / "manifest.json").write_text(json.dumps(manifest("prune", {**eval_cfg, "limit": 2})))
+    (run_dir / "prune" / "manifest.json").write_text(json.dumps(manifest(
+        "prune", {**eval_cfg, "limit": 2}, artifacts=model_recs("joint_50", ("enhancer", "denoiser", "yunet")))))
     order = ["dataset", "train", "prune", "quantize", "hailo", "report", "later"]
     stages = discover(run_dir, order, ["dataset", "train", "hailo"], {"report", "later"}, eval_cfg)
     by = {s.name: s for s in stages}
@@ -27,6 +31,7 @@ def test_discover_missing_skipped_and_undeclared(run_dir, eval_cfg):
     assert "Hailo Dataflow Compiler" in by["hailo"].skipped
     assert [a.role for a in by["hailo"].artifacts] == ["detector"]          # a skipped stage's files still count
     assert sorted(a.role for a in by["train"].artifacts) == ["denoiser", "detector", "enhancer", "pipeline"]
+    assert sorted(a.rel for a in by["prune"].artifacts) == [f"joint_50/{k}.onnx" for k in ("denoiser", "enhancer", "yunet")]
     assert [t.name for t in by["prune"].tables] == ["table.csv"]
     g = groups(stages)
     assert is_chain(g["train"]) and is_chain(g["prune/joint_50"]) and not is_chain(g["hailo"])
@@ -39,65 +44,56 @@ def test_discover_missing_skipped_and_undeclared(run_dir, eval_cfg):
 
 
 def test_upstream_metrics_reused_only_with_same_eval(run_dir, eval_cfg):
-    m = {"onnx": {"pipeline": {"file": "pipeline.onnx", "bytes": 1, "eval": {"ap": 0.25, "nme": 0.1}}}}
-    (run_dir / "train" / "manifest.json").write_text(json.dumps(manifest("train", eval_cfg, m)))
+    recs = model_recs("", metrics={"pipeline": {"ap": 0.25, "nme": 0.1}})
+    (run_dir / "train" / "manifest.json").write_text(json.dumps(manifest(
+        "train", eval_cfg, artifacts=recs, chains={".": {"ap": 0.8, "nme": 0.1, "psnr": 19.0}})))
     order = ["dataset", "train", "report"]
     me = {"report"}
-    arts = {a.role: a for a in discover(run_dir, order, order[:2], me, eval_cfg)[1].artifacts}
+    train = discover(run_dir, order, order[:2], me, eval_cfg)[1]
+    arts = {a.role: a for a in train.artifacts}
     assert arts["pipeline"].upstream == {"ap": 0.25, "nme": 0.1}
     assert arts["detector"].upstream is None
+    assert train.chain_metrics == {"train": {"ap": 0.8, "nme": 0.1, "psnr": 19.0}}   # "." is the stage's own group
     other = {**eval_cfg, "score_thr": 0.5}
-    arts = {a.role: a for a in discover(run_dir, order, order[:2], me, other)[1].artifacts}
-    assert arts["pipeline"].upstream is None
-    arts = {a.role: a for a in discover(run_dir, order, order[:2], me, eval_cfg, reuse=False)[1].artifacts}
-    assert arts["pipeline"].upstream is None
+    train = discover(run_dir, order, order[:2], me, other)[1]
+    assert {a.role: a for a in train.artifacts}["pipeline"].upstream is None and not train.chain_metrics
+    train = discover(run_dir, order, order[:2], me, eval_cfg, reuse=False)[1]
+    assert {a.role: a for a in train.artifacts}["pipeline"].upstream is None and not train.chain_metrics
 
 
-def test_quantize_rows_in_the_stage_metrics_json_are_reused(run_dir, eval_cfg):
-    """The quantize stage's result rows (``onnx_file`` + ``onnx`` metrics) live in its metrics.json."""
-    q = run_dir / "quantize" / "train-fp32" / "detector"
-    q.mkdir(parents=True)
-    build_model("yunet", q / "none_W8A8_s0.onnx")
-    build_model("yunet", q / "unmeasured.onnx")
-    (run_dir / "quantize" / "manifest.json").write_text(json.dumps(manifest("quantize", eval_cfg, {"grid": {}})))
-    rows = [{"onnx_file": "train-fp32/detector/none_W8A8_s0.onnx", "sim": {"ap": 0.4}, "onnx": {"ap": 0.41}},
-            {"onnx_file": "chain of the three qat.onnx", "onnx": {"ap": 0.3}}]
-    (run_dir / "quantize" / "metrics.json").write_text(json.dumps({"rows": rows}))
-    order = ["dataset", "train", "quantize", "report"]
+def test_bad_records_are_errors_naming_the_manifest(run_dir, eval_cfg):
+    order = ["dataset", "train", "report"]
+    path = run_dir / "train" / "manifest.json"
+    good = json.loads(path.read_text())
+    cases = [({k: v for k, v in good.items() if k != "artifacts"}, "no 'artifacts' records"),
+             ({**good, "artifacts": good["artifacts"] + [rec("gone.onnx", "detector")]}, "no such file"),
+             ({**good, "artifacts": [{**good["artifacts"][0], "role": "restoration"}]}, "role 'restoration'"),
+             ({**good, "artifacts": [{**good["artifacts"][0], "role": "chain"}]}, "cannot have role chain")]
+    for m, msg in cases:
+        path.write_text(json.dumps(m))
+        with pytest.raises(ReportError, match=msg) as e:
+            discover(run_dir, order, order[:2], {"report"}, eval_cfg)
+        assert "train/manifest.json" in str(e.value)
+    path.write_text('{"stage": \n')
+    with pytest.raises(ReportError, match="train/manifest.json:2"):
+        discover(run_dir, order, order[:2], {"report"}, eval_cfg)
+
+
+def test_external_files_need_their_stage_figures(run_dir, eval_cfg):
+    """A HEF or ESP-DL model only its stage can run: shown with the record's metrics and cost, and only
+    when they were measured with the report's protocol."""
+    esp = run_dir / "esp"
+    (esp / "fp32" / "int8").mkdir(parents=True)
+    (esp / "fp32" / "yunet.espdl").write_bytes(b"\0" * 10)
+    recs = [rec("fp32/yunet.espdl", "detector", "int8", {"ap": 0.5}, {"weight_bytes": 7}),
+            rec("fp32/int8", "chain", "int8", {"ap": 0.4}, {"bytes": 30}, chain="fp32"),
+            ]
+    (esp / "manifest.json").write_text(json.dumps(manifest("esp", eval_cfg, artifacts=recs)))
+    order = ["dataset", "train", "esp", "report"]
     arts = {a.rel: a for a in discover(run_dir, order, order[:3], {"report"}, eval_cfg)[2].artifacts}
-    assert set(arts) == {"train-fp32/detector/none_W8A8_s0.onnx", "train-fp32/detector/unmeasured.onnx"}
-    assert arts["train-fp32/detector/none_W8A8_s0.onnx"].upstream == {"ap": 0.41}   # ONNX Runtime's, not the sim's
-    assert arts["train-fp32/detector/unmeasured.onnx"].upstream is None
-    (run_dir / "quantize" / "metrics.json").write_text('{"rows": [\n')
-    try:
-        discover(run_dir, order, order[:3], {"report"}, eval_cfg)
-    except Exception as e:  # noqa: BLE001
-        assert "quantize/metrics.json:2" in str(e)
-    else:
-        raise AssertionError("a corrupt metrics.json must be an error naming the file")
-
-
-def test_stage_chain_and_file_entries_are_reused(run_dir, eval_cfg):
-    """The prune stage's convention: per-file entries and one chain entry per variant dir."""
-    v = run_dir / "prune" / "variants" / "j50"
-    for k in ("enhancer", "denoiser", "yunet"):
-        build_model(k, v / f"{k}.onnx", seed=5)
-    m = {"files": [{"file": "variants/j50/enhancer.onnx", "eval": {"psnr": 25.0, "ssim": 0.8}}],
-         "chains": [{"chain": "variants/j50", "eval": {"ap": 0.37, "nme": 0.5, "psnr": 26.9}}]}
-    (run_dir / "prune" / "manifest.json").write_text(json.dumps(manifest("prune", eval_cfg, m)))
-    order = ["dataset", "train", "prune", "report"]
-    prune = discover(run_dir, order, order[:3], {"report"}, eval_cfg)[2]
-    assert prune.chain_metrics == {"prune/variants/j50": {"ap": 0.37, "nme": 0.5, "psnr": 26.9}}
-    arts = {a.rel: a.upstream for a in prune.artifacts}
-    assert arts["variants/j50/enhancer.onnx"] == {"psnr": 25.0, "ssim": 0.8} and arts["variants/j50/yunet.onnx"] is None
-
-
-def test_file_metrics_lookup():
-    tree = {"rows": [{"file": "sub/a.onnx", "ap": 0.5}, {"file": "b.onnx", "psnr": 30.0}], "x": {"file": "c.onnx"}}
-    assert file_metrics(tree, "sub/a.onnx") == {"file": "sub/a.onnx", "ap": 0.5}
-    assert file_metrics(tree, "b.onnx")["psnr"] == 30.0
-    assert file_metrics(tree, "c.onnx") is None      # no metric keys
-    assert file_metrics(tree, "other/a.onnx") is None
+    assert arts["fp32/yunet.espdl"].external == {"weight_bytes": 7} and arts["fp32/yunet.espdl"].upstream == {"ap": 0.5}
+    assert arts["fp32/int8"].role == "chain" and arts["fp32/int8"].group == "esp/fp32"
+    assert not discover(run_dir, order, order[:3], {"report"}, {**eval_cfg, "limit": 3})[2].artifacts
 
 
 def test_csv_and_markdown_roundtrip(tmp_path):
@@ -116,21 +112,6 @@ def test_csv_and_markdown_roundtrip(tmp_path):
         assert "nonsense" in str(e)
     else:
         raise AssertionError("unknown columns must be refused")
-
-
-def test_train_layout_aliases(run_dir, eval_cfg):
-    """train keeps its metrics under restoration.* / detection.*: they map to its ONNX files and chain."""
-    m = {"restoration": {"enhancer": {"psnr": 21.0, "ssim": 0.7}, "chain": {"psnr": 19.0, "ssim": 0.6}},
-         "detection": {"pipeline": {"ap": 0.8, "nme": 0.1}, "detector_alone": {"ap": 0.3}}}
-    (run_dir / "train" / "manifest.json").write_text(json.dumps(manifest("train", eval_cfg, m)))
-    order = ["dataset", "train", "report"]
-    train = discover(run_dir, order, order[:2], {"report"}, eval_cfg)[1]
-    arts = {a.role: a for a in train.artifacts}
-    assert arts["enhancer"].upstream == {"psnr": 21.0, "ssim": 0.7}
-    assert arts["denoiser"].upstream is None                 # absent: measured by the report
-    assert arts["detector"].upstream == {"ap": 0.3} and arts["pipeline"].upstream["ap"] == 0.8
-    assert train.chain_metrics["train"] == {"ap": 0.8, "nme": 0.1, "psnr": 19.0, "ssim": 0.6}
-    assert not discover(run_dir, order, order[:2], {"report"}, {**eval_cfg, "limit": 3})[1].chain_metrics
 
 
 def test_ptq_axes():
