@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -228,7 +229,7 @@ def package_server(wheelhouse: Path):
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def translate_path(self, path):
-            path = "/" + path.split("?", 1)[0].split("#", 1)[0].lstrip("/")
+            path = "/" + urllib.parse.unquote(path.split("?", 1)[0].split("#", 1)[0]).lstrip("/")   # pip sends + as %2B
             real = os.path.realpath(path)
             return real if any(real == r or real.startswith(r + "/") for r in roots) else "/nonexistent"
 

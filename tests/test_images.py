@@ -114,3 +114,15 @@ def test_kept_wheels_land_in_the_wheelhouse_once(tmp_path, monkeypatch):
     assert calls[-1] == ("rm", "cid")
     assert "jmmc-mmcv/$V-torch$TORCH" in (REPO / "docker/mm/build-mmcv.sh").read_text()
     assert img.load_images()["mm"]["keep_wheels"] == "/opt/wheels"
+
+
+def test_package_server_serves_quoted_paths(tmp_path, monkeypatch):
+    """pip asks for a wheel under a folder like 1.7.2-torch2.14.1+cu130 as ...%2Bcu130/...: it must be found."""
+    import urllib.request
+    monkeypatch.setattr(img, "host_pip_sources", lambda: ([], [], None))
+    monkeypatch.setattr(img, "PKG_PORT", 38097)
+    (tmp_path / "jmmc-mmcv" / "1.7.2-torch2.14.1+cu130").mkdir(parents=True)
+    (tmp_path / "jmmc-mmcv" / "1.7.2-torch2.14.1+cu130" / "w.whl").write_bytes(b"ok")
+    with img.package_server(tmp_path) as args:
+        base = args["JMMC_PIP_FIND_LINKS"].split()[-1]
+        assert urllib.request.urlopen(base + "jmmc-mmcv/1.7.2-torch2.14.1%2Bcu130/w.whl").read() == b"ok"
