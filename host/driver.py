@@ -308,7 +308,7 @@ def write_skip(stage, cfg: dict, run_dir: Path, env_id: str, kind: str, unmet: l
             "config": section, "config_hash": cfglib.sha256_of(section), "config_source": cfg["_source"],
             "inputs": {d: manifest_hash(run_dir, d) for d in stage.deps}, "seed": cfg["seed"],
             "env": {"id": env_id, "runner": kind}, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "wall_s": 0.0, "metrics": {}, "skipped": msg, "files": {}})
+            "wall_s": 0.0, "metrics": {}, "skipped": msg, "files": {}, "hashes": {}, "artifacts": [], "chains": {}})
     return Status(stage.name, "skipped", msg)
 
 

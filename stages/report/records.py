@@ -74,6 +74,8 @@ def _group(stage: str, chain: str) -> str:
 def scan_stage(info: StageInfo, eval_cfg: dict, reuse: bool) -> None:
     """Fill info.artifacts, info.chain_metrics and info.tables from the stage's manifest records."""
     m = info.manifest
+    if "artifacts" not in m and m.get("skipped"):   # a stage that could not run wrote nothing to describe
+        m = {**m, "artifacts": []}
     if "artifacts" not in m:
         raise ReportError(f"{info.dir / 'manifest.json'}: no 'artifacts' records (written before records existed): "
                           f"rerun `invoke stage {info.name}`")

@@ -74,6 +74,8 @@ def test_bad_records_are_errors_naming_the_manifest(run_dir, eval_cfg):
         with pytest.raises(ReportError, match=msg) as e:
             discover(run_dir, order, order[:2], {"report"}, eval_cfg)
         assert "train/manifest.json" in str(e.value)
+    path.write_text(json.dumps({k: v for k, v in good.items() if k != "artifacts"} | {"skipped": "needs X"}))
+    assert discover(run_dir, order, order[:2], {"report"}, eval_cfg)[1].artifacts == []   # skipped: nothing to show
     path.write_text('{"stage": \n')
     with pytest.raises(ReportError, match="train/manifest.json:2"):
         discover(run_dir, order, order[:2], {"report"}, eval_cfg)
