@@ -1,4 +1,5 @@
 """Driver errors are one clear line; status reports the truth after a config edit."""
+import json
 import pytest
 
 from host import driver, runners
@@ -57,6 +58,8 @@ def test_unmet_image_need_is_recorded_as_skipped_with_how_to(tmp_path):
     assert st.state == "skipped"
     assert "needs espressif/idf:v5.3.2" in st.reason and "docker pull espressif/idf:v5.3.2" in st.reason
     assert "invoke stage esp-build" in st.reason
+    from shared.artifacts import check_manifest
+    check_manifest(json.loads((tmp_path / "esp-build" / "manifest.json").read_text()))   # the report reads it
     again = stage_status(stage, cfg, tmp_path, env, {})
     assert again.state == "skipped"                  # cached: not re-checked every run
     assert stage_status(stage, cfg, tmp_path, "docker:abc", {}).state == "stale"   # need met later
