@@ -151,14 +151,14 @@ def run(ctx) -> dict:
                 row.update(candidate=cand, variant=v, peak_at=fp["peak_at"], layers_by_bits=fp["computing_layers_by_bits"])
                 rows.append(row)
                 if m in cfg["cut"]:   # not measured (the rest runs off the chip): its file and bytes only
-                    record(ctx, file_entry(f"{cand}/{m}/{v}.espdl", m, v, None, row),
+                    record(ctx, file_entry(f"{cand}/{m}/{v}.espdl", m, v, None, row), v,
                            label=f"cut before node '{cfg['cut'][m]}'")
                 if m in fp32:
                     if id(g) not in seen:  # mixed with no int16 layer is the int8 graph: measured once
                         names = [o.name for o in onnx.load(str(path)).graph.output]
                         seen[id(g)] = metrics(m, executor_fn(g, names), test, proto)
                     acc_rows += rows_for(cand, m, v, seen[id(g)], fp32[m])
-                    files.append(record(ctx, file_entry(f"{cand}/{m}/{v}.espdl", m, v, seen[id(g)], row)))
+                    files.append(record(ctx, file_entry(f"{cand}/{m}/{v}.espdl", m, v, seen[id(g)], row), v))
             chain_rows = [r for r in rows if r["model"] in CHAIN]
             if len(chain_rows) == len(CHAIN):
                 rows.append({**chain_budget(chain_rows, board), "candidate": cand, "variant": v, "peak_at": "",
@@ -171,7 +171,7 @@ def run(ctx) -> dict:
                     seen[key] = metrics("chain", chain_fn(*fns), test, proto)
                 acc_rows += rows_for(cand, "chain", v, seen[key], fp32["chain"])
                 files.append(record(ctx, file_entry(f"{cand}/chain/{v}", "chain", v, seen[key], rows[-1] if len(
-                    chain_rows) == len(CHAIN) else {}, models=[f"{cand}/{m}/{v}.espdl" for m in CHAIN])))
+                    chain_rows) == len(CHAIN) else {}, models=[f"{cand}/{m}/{v}.espdl" for m in CHAIN]), v))
             mem_rows += rows
         summary[cand] = {"seconds": round(time.time() - t0, 1), "fp32": fp32}
         log.info("candidate %s done in %.1f s", cand, time.time() - t0)
@@ -192,7 +192,8 @@ def run(ctx) -> dict:
 
 
 ROLES = {"enhancer": "enhancer", "denoiser": "denoiser", "yunet": "detector", "pipeline": "pipeline", "chain": "chain"}
-PRECISION = {"int8": "int8 (ESP-DL)", "int16": "int16 (ESP-DL)", "mixed": "int8+int16 (ESP-DL)"}
+BITS = {"int8": "int8", "int16": "int16", "mixed": "int8+int16"}   # the record's precision (shared/artifacts.py)
+PRECISION = {v: f"{b} (ESP-DL)" for v, b in BITS.items()}         # metrics.json's wording
 
 
 def file_entry(rel: str, model: str, variant: str, got: dict, budget_row: dict, models=None) -> dict:
@@ -203,14 +204,7 @@ def file_entry(rel: str, model: str, variant: str, got: dict, budget_row: dict, 
     return {**e, "models": models} if models else e
 
 
-BITS = {"int8": "int8", "int16": "int16", "mixed": "int8+int16"}   # the record's precision (shared/artifacts.py)
-
-
-def variant_of(entry: dict) -> str:
-    return next(v for v, p in PRECISION.items() if p == entry["precision"])
-
-
-def record(ctx, entry: dict, label: str | None = None) -> dict:
+def record(ctx, entry: dict, variant: str, label: str | None = None) -> dict:
     """Describe the file of a :func:`file_entry` with an artifact record (role, int precision, its
     ``eval`` as metrics, its byte counts as cost); returns the entry.  A chain's entry names
     ``<cand>/chain/<variant>``: that folder is written here with ``chain.json`` (its models in run
@@ -221,10 +215,10 @@ def record(ctx, entry: dict, label: str | None = None) -> dict:
         folder = ctx.out / rel
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "chain.json").write_text(json.dumps({"models": entry.get("models") or [], "order": list(CHAIN),
-                                                       "variant": variant_of(entry)}, indent=2) + "\n")
+                                                       "variant": variant}, indent=2) + "\n")
         chain = rel.rsplit("/", 1)[0]
     cost = {k: entry[k] for k in ("params", "macs", "bytes", "weight_bytes", "latency_ms") if entry.get(k) is not None}
-    ctx.artifact(rel, entry["role"], BITS[variant_of(entry)], chain=chain, metrics=entry.get("eval"),
+    ctx.artifact(rel, entry["role"], BITS[variant], chain=chain, metrics=entry.get("eval"),
                  cost=cost or None, label=label)
     return entry
 

@@ -20,6 +20,7 @@ import re
 import time
 from pathlib import Path
 
+from shared import units
 from shared.data import load_split
 from shared.evaluation import Protocol
 from stages.hailo import alls, calib, dfclog, evaluate, graph, sdk, wheels
@@ -154,9 +155,6 @@ def _with_sdk(ctx, chains, arrays, metrics, test, proto) -> dict:
     return {"metrics": metrics}
 
 
-ROLES = {"enhancer": "enhancer", "denoiser": "denoiser", "yunet": "detector"}   # the records' roles
-
-
 def precision(cfg: dict, roles) -> str:
     """int8, or int8+int16 where the model script sends layers to a16_w16 (alls.generate)."""
     return "int8+int16" if any(cfg["a16_w16"].get(r) for r in roles) else "int8"
@@ -176,13 +174,13 @@ def record(ctx, chain: str, group: dict, dirs: dict, m: dict, same_protocol: boo
     for role, info in group.items():
         d, prec = dirs[role], precision(ctx.cfg, [role])
         got = emu.get(role) if same_protocol else None
-        ctx.artifact(d / f"{info.name}.har", ROLES[role], "fp32", cost=size(d / f"{info.name}.har"),
+        ctx.artifact(d / f"{info.name}.har", units.unit(role).name, "fp32", cost=size(d / f"{info.name}.har"),
                      label="parsed HAR (DFC translate)")
-        ctx.artifact(d / f"{info.name}_quantized.har", ROLES[role], prec, metrics=got,
+        ctx.artifact(d / f"{info.name}_quantized.har", units.unit(role).name, prec, metrics=got,
                      cost=size(d / f"{info.name}_quantized.har"), label="quantized HAR" + acc)
         hef = d / m["compile"][role]["hef"]
         cost = {**size(hef), **({"latency_ms": lat["per_model"][role]["mean_ms"]} if role in lat.get("per_model", {}) else {})}
-        ctx.artifact(hef, ROLES[role], prec, metrics=got, cost=cost, label="HEF of the quantized HAR" + acc)
+        ctx.artifact(hef, units.unit(role).name, prec, metrics=got, cost=cost, label="HEF of the quantized HAR" + acc)
     multi = m.get("multi_network") or {}
     if "hef" in multi:
         names = ", ".join(multi["networks"])
