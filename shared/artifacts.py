@@ -26,7 +26,7 @@ The report reads these records and nothing else about the files (no name or grap
 """
 from __future__ import annotations
 
-import numbers
+from numbers import Number
 import re
 from pathlib import Path
 
@@ -50,16 +50,16 @@ def make_record(out: Path, path, role: str, precision: str, chain: str | None = 
     rec = {"file": rel.as_posix(), "role": role, "precision": precision,
            "format": FORMATS.get(rel.suffix.lower(), rel.suffix.lstrip(".").lower() or "dir"),
            "chain": chain if chain is not None else (rel.parent.as_posix() or "."),
-           "label": label, "metrics": _numbers(metrics), "cost": _numbers(cost)}
+           "label": label, "metrics": numbers(metrics), "cost": numbers(cost)}
     check_record(rec, out)
     return rec
 
 
-def _numbers(d: dict | None) -> dict | None:
+def numbers(d: dict | None) -> dict | None:
     """A copy with numpy / int scalars as floats (JSON-safe); other values as they are."""
     if d is None:
         return None
-    return {k: float(v) if isinstance(v, numbers.Number) and not isinstance(v, bool) else v for k, v in d.items()}
+    return {k: float(v) if isinstance(v, Number) and not isinstance(v, bool) else v for k, v in d.items()}
 
 
 def check_record(rec: dict, stage_dir: Path | None = None, where: str = "artifact") -> None:

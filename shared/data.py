@@ -7,7 +7,6 @@ gives them, which is what YuNet / ``cv2.FaceDetectorYN`` expect.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import cv2
 import numpy as np
 
 from shared.errors import ExpectedError
+from shared.manifest import read_json
 
 VARIANTS = ("0", "1", "2", "0_noisy", "1_noisy")
 SPLITS = ("train", "test", "calibration", "val")  # val: selections/searches; test: reported only
@@ -63,12 +63,9 @@ class Split:
 
 def load_split(dataset_dir: Path, split: str) -> Split:
     p = Path(dataset_dir) / split / "index.json"
-    if not p.exists():
+    records = read_json(p, DataError, "index")
+    if records is None:
         raise DataError(f"{p}: missing (is the dataset stage done? `invoke stage dataset`)")
-    try:
-        records = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{p}:{e.lineno}: corrupt index ({e.msg})") from None
     return Split(p.parent, records)
 
 

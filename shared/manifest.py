@@ -32,14 +32,36 @@ def manifest_path(run_dir: Path, stage: str) -> Path:
     return Path(run_dir) / stage / MANIFEST
 
 
-def read_manifest(run_dir: Path, stage: str) -> dict | None:
-    p = manifest_path(run_dir, stage)
-    if not p.exists():
+def read_json(path: Path, error: type[Exception] = MissingInput, what: str = "manifest"):
+    """The JSON document at ``path`` (None when there is no file); a corrupt one raises ``error``
+    with one line naming the file and line (every JSON record of the toolchain is read here)."""
+    path = Path(path)
+    if not path.is_file():
         return None
     try:
-        return json.loads(p.read_text())
+        return json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise MissingInput(f"{p}: corrupt manifest ({e})") from None
+        raise error(f"{path}:{e.lineno}: corrupt {what} ({e.msg})") from None
+
+
+def read_manifest(run_dir: Path, stage: str) -> dict | None:
+    return read_json(manifest_path(run_dir, stage))
+
+
+def build(name: str, config: dict, section: dict, key: str, inputs: dict, env: dict, started: float,
+          wall: float, out: Path, result: dict, artifacts=(), chains: dict | None = None) -> dict:
+    """The manifest of one stage output (the one place its layout is written: the stage's own run
+    in ``shared.stage.main``, a host-side skip in ``host.driver.write_skip``)."""
+    from shared.config import sha256_of
+    return {
+        "stage": name, "run": config["run"], "cache_key": key,
+        "config": section, "config_hash": sha256_of(section), "config_source": config["_source"],
+        "inputs": inputs, "seed": config["seed"], "env": env,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "wall_s": round(wall, 3), "metrics": result.get("metrics", {}), "skipped": result.get("skipped"),
+        "files": list_files(out), "hashes": hash_files(out),
+        "artifacts": sorted(artifacts, key=lambda r: r["file"]), "chains": chains or {},
+    }
 
 
 def manifest_hash(run_dir: Path, stage: str) -> str | None:

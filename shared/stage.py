@@ -34,7 +34,8 @@ from typing import Callable
 from shared import artifacts as artlib
 from shared import config as cfglib
 from shared.errors import ExpectedError, print_for_log
-from shared.manifest import (AtomicStageDir, MissingInput, hash_files, list_files, manifest_hash, stage_key,
+from shared.manifest import build as build_manifest
+from shared.manifest import (AtomicStageDir, MissingInput, manifest_hash, stage_key,
                              require_manifest, write_json)
 from shared.dag import load_dag
 
@@ -70,12 +71,8 @@ class StageContext:
 
     def chain_metrics(self, chain: str, metrics: dict) -> None:
         """Record what this stage measured for the whole system in ``chain`` (a folder of its output)."""
-        self.chains[chain or "."] = artlib._numbers(metrics)
+        self.chains[chain or "."] = artlib.numbers(metrics)
 
-    def input_artifacts(self, stage: str) -> list[dict]:
-        """The artifact records of an upstream stage (``[]`` for one that recorded none)."""
-        self.input(stage)
-        return list(self.input_manifests.get(stage, {}).get("artifacts") or [])
 
 
 def default_work() -> Path:
@@ -158,17 +155,10 @@ def main(name: str, run: Callable[[StageContext], dict], argv=None) -> int:
                                config["seed"], log, {d: run_dir / d for d in deps}, input_manifests)
             result = run(ctx) or {}
             wall = time.time() - started
-            manifest = {
-                "stage": name, "run": config["run"], "cache_key": key,
-                "config": section, "config_hash": cfglib.sha256_of(section), "config_source": config["_source"],
-                "inputs": inputs_hash, "seed": config["seed"],
-                "env": {"id": args.env_id, "python": platform.python_version(),
-                        "runner": os.environ.get("JMMC_RUNNER", "manual"), "packages": package_versions()},
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-                "wall_s": round(wall, 3), "metrics": result.get("metrics", {}),
-                "skipped": result.get("skipped"), "files": list_files(out), "hashes": hash_files(out),
-                "artifacts": sorted(ctx.artifacts, key=lambda r: r["file"]), "chains": ctx.chains,
-            }
+            env = {"id": args.env_id, "python": platform.python_version(),
+                   "runner": os.environ.get("JMMC_RUNNER", "manual"), "packages": package_versions()}
+            manifest = build_manifest(name, config, section, key, inputs_hash, env, started, wall, out, result,
+                                      ctx.artifacts, ctx.chains)
             artlib.check_manifest(manifest, out)
             write_json(out / "manifest.json", manifest)
     except ExpectedError as e:   # bad input / config / upstream: one line; the traceback for the log only

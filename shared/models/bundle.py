@@ -32,6 +32,7 @@ import torch.nn as nn
 from .pipeline import Pipeline, build_models
 
 from shared.errors import ExpectedError
+from shared.manifest import read_json
 
 FORMAT = "jmmc-bundle/1"
 FILE = "bundle.json"
@@ -128,10 +129,7 @@ def read_record(dir_: Path) -> dict:
     path = Path(dir_) / FILE
     if not path.is_file():
         raise BundleError(f"{path}: missing (not a model bundle; the producing stage writes it)")
-    try:
-        rec = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise BundleError(f"{path}:{e.lineno}: corrupt bundle record ({e.msg})") from None
+    rec = read_json(path, BundleError, "bundle record")
     if not isinstance(rec, dict):
         raise BundleError(f"{path}: not a bundle record (a JSON object), got {type(rec).__name__}")
     if rec.get("format") != FORMAT:

@@ -23,10 +23,11 @@ import time
 import onnx
 import torch
 
+from shared import calibration
 from shared.data import load_split
-from shared.evaluation import Protocol
+from shared.evaluation import Protocol, as_fn
 from stages.esp import firmware
-from stages.esp.calib import as_batches, chain_inputs
+from stages.esp.calib import as_batches
 from stages.esp.evaluate import chain_fn, executor_fn, metrics, rows_for, write_tables
 from stages.esp.footprint import graph_footprint
 from stages.esp.graph import check_ops, cut_before
@@ -126,13 +127,16 @@ def run(ctx) -> dict:
     proto = Protocol.from_config(ctx.config)
     data = ctx.input("dataset")
     test = load_split(data, "test")
+    cal_split = load_split(data, "calibration")
     board = cfg["board"]
     acc_rows, mem_rows, summary, files = [], [], {}, []
     for cand, src in candidates.items():
         t0 = time.time()
         onnx_files = prepare(src, cfg["models"], cfg["cut"], ctx.out / cand, log)
         feeds = {m: src / f"{m}.onnx" for m in ("enhancer", "denoiser") if (src / f"{m}.onnx").exists()}
-        cal = chain_inputs(data, proto.variant, cfg["calibration"]["images"], feeds)
+        x01 = calibration.inputs(cal_split, ctx.config["calibration"], proto.variant, ctx.seed, onnx_files,
+                                 {m: as_fn(p) for m, p in feeds.items()})   # the FP32 chain feeds each net
+        cal = {m: calibration.scaled(x, m) for m, x in x01.items()}
         fp32, graphs, seen = {}, {}, {}
         for m, path in onnx_files.items():
             if m not in cfg["cut"]:
@@ -186,6 +190,7 @@ def run(ctx) -> dict:
             "weights_bytes", "peak_activation_bytes", "flash_bytes", "activations_in", "pass")} for r in mem_rows},
         "board": board, "firmware": fw, "seconds": {c: s["seconds"] for c, s in summary.items()},
         "files": files,
+        "calibration": calibration.describe(ctx.config["calibration"], len(cal_split), ctx.seed),
     }
     (ctx.out / "metrics.json").write_text(json.dumps(metrics_out, indent=2, default=float) + "\n")
     return {"metrics": metrics_out}

@@ -20,7 +20,7 @@ import re
 import time
 from pathlib import Path
 
-from shared import units
+from shared import calibration, units
 from shared.data import load_split
 from shared.evaluation import Protocol
 from stages.hailo import alls, calib, dfclog, evaluate, graph, sdk, wheels
@@ -57,7 +57,7 @@ def prepare(ctx, chains: dict, cal_split) -> tuple[dict, dict]:
     summary, arrays = {}, {}
     for chain, group in chains.items():
         t0 = time.time()
-        inputs = calib.chain_inputs(cal_split, group, ctx.cfg)
+        inputs = calib.chain_inputs(cal_split, group, ctx.config, ctx.seed)
         arrays[chain] = {}
         for role, info in group.items():
             mdir = ctx.out / chain / info.name
@@ -96,7 +96,7 @@ def run(ctx) -> dict:
     metrics: dict = {"hw_arch": cfg["hw_arch"], "models": {k: {"end_nodes": v["end_nodes"], "calibration":
                      v["calibration"]["shape"], "unsupported_ops": v["unsupported_ops"]} for k, v in summary.items()},
                      "sdk": {**wheels.check_installed(), "default_pair": list(wheels.load_pairs()["default"])},
-                     "chains": {}}
+                     "chains": {}, "calibration": calibration.describe(ctx.config["calibration"], len(cal_split), ctx.seed)}
     for chain, group in chains.items():
         t0 = time.time()
         ref = evaluate.evaluate(evaluate.onnx_backend(group), test, proto)

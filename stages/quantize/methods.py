@@ -22,12 +22,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from shared import units
+from shared import calibration, units
 from shared.artifacts import METRIC_KEYS, onnx_precision
-from shared.data import to_float
 from shared.evaluation import ort_session   # accuracy_mode: exact (fused) unless a bias is off scale
 from shared.selection import SelectionError, check_selection_split, pick_best
 from stages.quantize import measure, onnx_io
@@ -51,14 +49,15 @@ class Runner:
     dets: dict = field(default_factory=dict)   # row_key(row) -> {"sim": [...], "onnx": [...]} on test
     keep_dets: tuple = ("pipeline",)           # the units whose comparisons get intervals (whole system)
     ctx: object = None                         # the stage context: each row's ONNX file gets its artifact record
+    calibration: dict = field(default_factory=lambda: {"images": None, "source": "chain"})  # config section
+    upstream: dict = field(default_factory=dict)   # the current candidate's FP32 nets, {unit: fn} (source: chain)
 
-    def calib(self, name: str, seed: int, limit: int | None, batch: int) -> list[torch.Tensor]:
-        """Calibration batches for a unit (its input variant and scale), seed-ordered subset."""
-        n = len(self.calib_split)
-        idx = np.random.default_rng(seed).permutation(n)[: (limit or n)]
-        variant = units.eval_variant(name, self.proto.variant)
-        imgs = np.stack([self.calib_split.image(int(i), variant) for i in idx])
-        x = torch.from_numpy(to_float(imgs) * np.float32(units.input_range(name)))
+    def calib(self, name: str, seed: int, batch: int, images: int | None = None) -> list[torch.Tensor]:
+        """Calibration batches for a unit in its input units (shared.calibration: the run's
+        ``calibration`` section, the images a ``seed`` subset; ``images`` overrides their number)."""
+        spec = {**self.calibration, **({"images": images} if images else {})}
+        x = calibration.inputs(self.calib_split, spec, self.proto.variant, seed, [name], self.upstream)[name]
+        x = torch.from_numpy(calibration.scaled(x, name))
         return [x[i:i + batch] for i in range(0, len(x), batch)]
 
     def measure(self, system, name: str, selectable: bool = True) -> tuple[dict, dict | None, list | None]:

@@ -23,9 +23,9 @@ import time
 
 import torch
 
-from shared import units
+from shared import calibration, units
 from shared.data import load_split
-from shared.evaluation import Protocol, accuracy_mode, ort_session
+from shared.evaluation import Protocol, accuracy_mode, as_fn, ort_session
 from shared.ort_runtime import cpu_int8_features
 from shared.manifest import MissingInput
 from stages.quantize import aimet_ptq, candidates, grid, inq, measure, nncf_ptq, onnx_io, table
@@ -66,12 +66,13 @@ def run(ctx) -> dict:
     proto = Protocol.from_config(ctx.config)
     r = Runner(ctx.out, load_split(data, "test"), load_split(data, "calibration"), load_split(data, "train"),
                proto, cfg["export"]["opset"], cfg["export"]["int8_weights"], val=val_split(data),
-               ctx=ctx)   # Runner.add records each row's ONNX file (ctx.artifact)
+               ctx=ctx, calibration=ctx.config["calibration"])   # Runner.add records each row's ONNX file
     nncf_args = nncf_ptq.from_edgy(cfg["nncf"]["config"], cfg["nncf"]["subset_size"]) if cfg["nncf"]["enabled"] else None
     bench, joint, vs_fp32, selection, prov = {}, {}, {}, {}, {}
     for cand in cands:
         t0 = time.time()
         pipe = candidates.load(cand)
+        r.upstream = {n: as_fn(candidates.unit(pipe, n)) for n in ("enhancer", "denoiser")}  # calibration: chain
         prov[cand.name] = _provenance(ctx, cand, pipe)
         cmodels = grid.check_models(list(cand.models)) if cand.models else models  # the entry's own list wins
         log.info("candidate %s (%s, made by %s): %d models x %d PTQ cells", cand.name, cand.root,
@@ -88,7 +89,7 @@ def run(ctx) -> dict:
             joint[cand.name] = _joint(ctx, r, cand.name, pipe, best["pipeline"], qat_mods, qat_paths)
         if best.get("pipeline"):
             vs_fp32[cand.name] = _int8_vs_fp32(ctx, r, cand.name)
-            calib = [b.numpy() for b in r.calib("pipeline", ctx.seed, cfg["bench"]["ort_calibration_images"], 1)]
+            calib = [b.numpy() for b in r.calib("pipeline", ctx.seed, 1, cfg["bench"]["ort_calibration_images"])]
             stem = ctx.out / folder_name(cand.name) / "pipeline"
             ref = onnx_io.ort_static_int8(stem / "fp32.onnx", calib,
                                           ctx.out / ".bench" / f"{folder_name(cand.name)}_ort_int8.onnx")
@@ -113,7 +114,9 @@ def run(ctx) -> dict:
                "int8_vs_fp32": vs_fp32, "selection": selection, "candidates": prov,
                "splits": {"reported": REPORTED, "selected_on": SELECT,
                           "n_images": {"test": _n(r.test, proto), "val": _n(r.val, proto)}},
-               "grid": [c.name for c in cells], "max_sim_onnx_gap": max((x["max_gap"] for x in r.rows), default=0.0)}
+               "grid": [c.name for c in cells],
+               # shared/calibration.py; each PTQ cell draws its images with its own seed (cells' names end _s<seed>)
+               "calibration": calibration.describe(ctx.config["calibration"], len(r.calib_split), ctx.seed), "max_sim_onnx_gap": max((x["max_gap"] for x in r.rows), default=0.0)}
     (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     return {"metrics": {k: v for k, v in metrics.items() if k != "rows"}}
 
@@ -144,7 +147,7 @@ def _provenance(ctx, cand, pipe) -> dict:
 def _model(ctx, r: Runner, cand: str, name: str, unit, cells, nncf_args) -> dict | None:
     cfg, log = ctx.cfg, ctx.log
     batch = r.proto.batch
-    calib0 = r.calib(name, ctx.seed, cfg["ptq"]["calibration_images"], batch)
+    calib0 = r.calib(name, ctx.seed, batch)
     dummy = calib0[0][:1]
     # the candidate's own FP32 export: its bytes are what this candidate's INT8 rows compare with
     fp32_path = onnx_io.export_fp32(unit, name, dummy, ctx.out / folder_name(cand) / name / "fp32.onnx", r.opset)
@@ -158,7 +161,7 @@ def _model(ctx, r: Runner, cand: str, name: str, unit, cells, nncf_args) -> dict
     best, considered = None, []
     for cell in cells:
         t0 = time.time()
-        calib = r.calib(name, cell.seed, cfg["ptq"]["calibration_images"], batch)
+        calib = r.calib(name, cell.seed, batch)   # the cell's seed picks the subset
         sim, _ = aimet_ptq.ptq(unit, cell, calib, ctx.out / folder_name(cand) / name / f"{cell.name}_work",
                                cfg["ptq"]["adaround_iterations"])
         row = r.record(cand, name, cell.method, cell.bits, cell.seed, sim.model, sim, dummy, cell.name, fp32_bytes,
@@ -270,7 +273,7 @@ def _inq(ctx, r: Runner, cand: str, name: str, unit, dummy, fp32_bytes: int) -> 
     info = inq.run_inq(model, ic["schedule"], ic["bits"], ic["partition"], ctx.seed, retrain, ctx.log)
     model.eval()
     cell = Cell("none", False, "W8A8", ctx.seed, ctx.cfg["ptq"]["quant_scheme"])
-    calib = r.calib(name, ctx.seed, ctx.cfg["ptq"]["calibration_images"], r.proto.batch)
+    calib = r.calib(name, ctx.seed, r.proto.batch)
     sim = aimet_ptq.build_sim(model, dummy, cell, calib, ctx.out / folder_name(cand) / name / "inq_work")
     r.record(cand, name, f"inq({ic['partition']},{ic['bits']}b)+ptq", "W8A8", ctx.seed, sim.model, sim, dummy, "inq",
              fp32_bytes, {"inq": info})

@@ -12,12 +12,12 @@ stage measured for each whole chain.  Nothing here guesses from file names or gr
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared import artifacts as artlib
 from shared import units
+from shared.manifest import read_json
 
 DETECTION_ROLES = ("detector", "pipeline", "chain")
 
@@ -56,15 +56,6 @@ class StageInfo:
     artifacts: list[Artifact] = field(default_factory=list)
     tables: list[Path] = field(default_factory=list)   # CSV files the stage wrote
     chain_metrics: dict[str, dict] = field(default_factory=dict)  # group -> upstream chain metrics
-
-
-def read_manifest(path: Path) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ReportError(f"{path}:{e.lineno}: corrupt manifest ({e.msg})") from None
 
 
 def _group(stage: str, chain: str) -> str:
@@ -109,7 +100,7 @@ def discover(run_dir: Path, dag_order: list[str], deps: list[str], exclude: set[
         if name in exclude:
             continue
         d = Path(run_dir) / name
-        info = StageInfo(name, d, read_manifest(d / "manifest.json"), name in deps)
+        info = StageInfo(name, d, read_json(d / "manifest.json", ReportError), name in deps)
         if info.manifest is None:
             info.skipped = f"did not run in this run (no {d.name}/manifest.json): `invoke stage {name}`"
         elif info.manifest.get("skipped"):

@@ -69,7 +69,7 @@ def esp_cfg() -> dict:
     schema, _ = _read_yaml(REPO / "stages" / "esp" / "schema.yaml")
     c = defaults(schema)
     c["models"] = ["enhancer", "denoiser", "yunet"]
-    c["calibration"] = {"images": 2, "algorithm": "minmax"}
+    c["calibration"] = {"algorithm": "minmax"}
     c["mixed"].update(analysis_steps=1, nsr_threshold=10.0)  # none above: mixed = int8 (re-quantization: test_quantize)
     c["threads"] = 2
     return c
@@ -81,7 +81,7 @@ def make_ctx(tmp_path, dataset_dir, train_dir):
         out = tmp_path / "esp"
         out.mkdir()
         config = {"eval": {"variant": "1_noisy", "score_thr": 0.02, "nms_iou": 0.45, "iou_thr": 0.5, "limit": None,
-                           "batch": 8}, "esp": cfg, "seed": 0}
+                           "batch": 8}, "esp": cfg, "seed": 0, "calibration": {"images": 2, "source": "chain"}}
         from shared.stage import StageContext   # the real one: ctx.artifact records and checks
         return StageContext("esp", cfg, config, tmp_path, out, 0, logging.getLogger("test-esp"),
                             {"dataset": dataset_dir, "train": train_dir}, {"dataset": {}, "train": {}})

@@ -37,9 +37,9 @@ def test_alls_per_model_from_config(group, hailo_cfg):
 @pytest.mark.parametrize("source", ["dataset", "chain"])
 def test_calibration_arrays(work, group, hailo_cfg, source, tmp_path):
     cfg = copy.deepcopy(hailo_cfg)
-    cfg["calibration"].update(source=source, images=3)
+    run_cfg = {"calibration": {"source": source, "images": 3}, "eval": {"variant": "1_noisy"}}
     split = load_split(work / "dataset", "calibration")
-    inputs = calib.chain_inputs(split, group, cfg)
+    inputs = calib.chain_inputs(split, group, run_cfg, 0)
     for role, info in group.items():
         arr = calib.to_calib(inputs[role], alls.input_scale(role, cfg))
         assert arr.shape == (3, 64, 64, 3) and arr.dtype == np.float32 and arr.flags.c_contiguous

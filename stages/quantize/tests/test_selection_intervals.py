@@ -75,7 +75,7 @@ eval: {batch: 4}
 quantize:
   models: [enhancer, denoiser, detector, pipeline]
   ptq: {techniques: [none], adaround: [false, true], adaround_models: [enhancer], adaround_iterations: 2,
-        seeds: [0], bitwidths: [W8A8], quant_scheme: min_max, calibration_images: 4}
+        seeds: [0], bitwidths: [W8A8], quant_scheme: min_max}
   qat: {epochs: 1, batch_size: 4, limit: 4}
   inq: {enabled: false}
   nncf: {enabled: false}
