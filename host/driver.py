@@ -25,6 +25,7 @@ from host.runners import VOLUMES, RunnerError, choose_runner, make_runner, run_l
 from shared import config as cfglib
 from shared.dag import load_dag, upstream
 from shared.manifest import MANIFEST, AtomicStageDir, manifest_hash, read_manifest, write_json
+from shared.manifest import build as build_manifest
 
 log = logging.getLogger("pipeline")
 OS_RECORD = VOLUMES / ".os-images.json"
@@ -303,12 +304,10 @@ def write_skip(stage, cfg: dict, run_dir: Path, env_id: str, kind: str, unmet: l
     msg = f"needs {', '.join(names)}; provide it: {how}, then `invoke stage {stage.name}`"
     section = cfglib.section(cfg, stage.name, stage.sections)
     with AtomicStageDir(run_dir, stage.name) as out:
-        write_json(out / MANIFEST, {
-            "stage": stage.name, "run": cfg["run"], "cache_key": stage_key(stage, cfg, run_dir, env_id),
-            "config": section, "config_hash": cfglib.sha256_of(section), "config_source": cfg["_source"],
-            "inputs": {d: manifest_hash(run_dir, d) for d in stage.deps}, "seed": cfg["seed"],
-            "env": {"id": env_id, "runner": kind}, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "wall_s": 0.0, "metrics": {}, "skipped": msg, "files": {}, "hashes": {}, "artifacts": [], "chains": {}})
+        write_json(out / MANIFEST, build_manifest(
+            stage.name, cfg, section, stage_key(stage, cfg, run_dir, env_id),
+            {d: manifest_hash(run_dir, d) for d in stage.deps}, {"id": env_id, "runner": kind}, time.time(), 0.0,
+            out, {"skipped": msg}))
     return Status(stage.name, "skipped", msg)
 
 
