@@ -133,6 +133,8 @@ def compose_cmd() -> list[str]:
                 files = ["-f", str(REPO / "compose.yaml")]
                 if os.environ.get("JMMC_GPU") == "1":
                     files += ["-f", str(REPO / "compose.gpu.yaml")]
+                if os.environ.get("JMMC_RAY") == "1":     # executor.kind: ray (compose.ray.yaml)
+                    files += ["-f", str(REPO / "compose.ray.yaml")]
                 return cmd + files
         except (OSError, subprocess.TimeoutExpired):
             continue

@@ -26,6 +26,8 @@ import torch
 
 from shared import calibration, units
 from shared.artifacts import METRIC_KEYS, onnx_precision
+from shared.data import load_split
+from shared.manifest import MissingInput
 from shared.evaluation import ort_session   # accuracy_mode: exact (fused) unless a bias is off scale
 from shared.selection import SelectionError, check_selection_split, pick_best
 from stages.quantize import measure, onnx_io
@@ -98,7 +100,9 @@ class Runner:
         self.dets = {k: v for k, v in self.dets.items() if k[0] != cand}
 
     def record(self, cand: str, name: str, method: str, bits: str, seed: int, module, sim, dummy, stem: str,
-               fp32_bytes: int | None, extra: dict | None = None, onnx_exporter=None) -> dict:
+               fp32_bytes: int | None, extra: dict | None = None, onnx_exporter=None, add: bool = True):
+        """Measure a quantized unit (sim on test + val), export it, measure the ONNX file; the row,
+        added (``add``) or returned with its test detections as (row, sim_dets, onnx_dets)."""
         t0 = time.time()
         sim_m, sim_val, sim_dets = self.measure(module, name)
         path = self.out / folder_name(cand) / name / stem
@@ -119,7 +123,29 @@ class Runner:
             log.warning("%s/%s %s: sim vs ONNX gap %.4f (%s) - check the export", cand, name, method, mg, gap)
         log.info("%s/%s %s %s seed %d: sim %s | onnx %s | sim on val %s", cand, name, method, bits, seed,
                  _short(sim_m), _short(onnx_m), _short(sim_val or {}))
-        return self.add(row, sim_dets, onnx_dets)
+        return self.add(row, sim_dets, onnx_dets) if add else (row, sim_dets, onnx_dets)
+
+
+def val_split(data):
+    """The dataset's val split; one clear line when an old dataset run has none (or an empty one)."""
+    d = Path(data) / "val"
+    if not (d / "index.json").is_file():
+        raise MissingInput(f"quantize: {d}/ missing: this dataset has no val split (made before dataset.splits.val "
+                           "existed?); the PTQ cell is chosen on val, never on test - rerun `invoke stage dataset --force`")
+    split = load_split(data, "val")
+    if not len(split):
+        raise MissingInput(f"quantize: {d}/ is empty (dataset.splits.val: 0): nothing to choose the PTQ cell on "
+                           "(the test split is only reported) - set dataset.splits.val > 0")
+    return split
+
+
+def make_runner(out: Path, data: Path, config: dict, ctx=None) -> Runner:
+    """The stage's Runner on the dataset at ``data`` (the same in the stage and in a Ray worker)."""
+    from shared.evaluation import Protocol
+    q = config["quantize"]
+    return Runner(Path(out), load_split(data, "test"), load_split(data, "calibration"), load_split(data, "train"),
+                  Protocol.from_config(config), q["export"]["opset"], q["export"]["int8_weights"],
+                  val=val_split(data), ctx=ctx, calibration=config["calibration"])
 
 
 def row_key(row: dict) -> tuple:

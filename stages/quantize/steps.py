@@ -18,34 +18,22 @@ Outputs (``<run>/quantize/``):
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import shutil
 import time
 
 import torch
 
-from shared import calibration, units
-from shared.data import load_split
+from shared import calibration, executor, units
 from shared.evaluation import Protocol, accuracy_mode, as_fn, ort_session
 from shared.ort_runtime import cpu_int8_features
-from shared.manifest import MissingInput
 from stages.quantize import aimet_ptq, candidates, grid, inq, measure, nncf_ptq, onnx_io, table
+from stages.quantize import cells as cellwork
 from stages.quantize.grid import Cell
-from stages.quantize.methods import (REPORTED, SELECT, Runner, chained_onnx, choose, folder_name, row_key,
-                                     selection_record)
+from stages.quantize.methods import (REPORTED, SELECT, Runner, chained_onnx, choose, folder_name, make_runner,
+                                     row_key, selection_record)
 from stages.quantize.qat import qat
-
-
-def val_split(data):
-    """The dataset's val split; one clear line when an old dataset run has none (or an empty one)."""
-    d = data / "val"
-    if not (d / "index.json").is_file():
-        raise MissingInput(f"quantize: {d}/ missing: this dataset has no val split (made before dataset.splits.val "
-                           "existed?); the PTQ cell is chosen on val, never on test - rerun `invoke stage dataset --force`")
-    split = load_split(data, "val")
-    if not len(split):
-        raise MissingInput(f"quantize: {d}/ is empty (dataset.splits.val: 0): nothing to choose the PTQ cell on "
-                           "(the test split is only reported) - set dataset.splits.val > 0")
-    return split
 
 
 def run(ctx) -> dict:
@@ -64,11 +52,9 @@ def run(ctx) -> dict:
         folders[f] = cand.name
     data = ctx.input("dataset")
     proto = Protocol.from_config(ctx.config)
-    r = Runner(ctx.out, load_split(data, "test"), load_split(data, "calibration"), load_split(data, "train"),
-               proto, cfg["export"]["opset"], cfg["export"]["int8_weights"], val=val_split(data),
-               ctx=ctx, calibration=ctx.config["calibration"])   # Runner.add records each row's ONNX file
+    r = make_runner(ctx.out, data, ctx.config, ctx)   # Runner.add records each row's ONNX file (ctx.artifact)
     nncf_args = nncf_ptq.from_edgy(cfg["nncf"]["config"], cfg["nncf"]["subset_size"]) if cfg["nncf"]["enabled"] else None
-    bench, joint, vs_fp32, selection, prov = {}, {}, {}, {}, {}
+    bench, joint, vs_fp32, selection, prov, ran = {}, {}, {}, {}, {}, {}
     for cand in cands:
         t0 = time.time()
         pipe = candidates.load(cand)
@@ -78,9 +64,12 @@ def run(ctx) -> dict:
         log.info("candidate %s (%s, made by %s): %d models x %d PTQ cells", cand.name, cand.root,
                  prov[cand.name]["made_by"], len(cmodels), len(cells))
         best, qat_paths, qat_mods = {}, {}, {}
+        fp32 = {name: _fp32(ctx, r, cand.name, name, candidates.unit(pipe, name)) for name in cmodels}
+        grid_cells, ran[cand.name] = _run_grid(ctx, r, cand, {n: grid.cells_for(cells, cfg["ptq"], n) for n in cmodels},
+                               {n: f["fp32_bytes"] for n, f in fp32.items()}, data)
         for name in cmodels:
-            best[name] = _model(ctx, r, cand.name, name, candidates.unit(pipe, name),
-                                grid.cells_for(cells, cfg["ptq"], name), nncf_args)
+            best[name] = _model(ctx, r, cand.name, name, candidates.unit(pipe, name), fp32[name],
+                                grid_cells[name], nncf_args)
             if best[name]:
                 selection.setdefault(cand.name, {})[name] = best[name]["selection"]
             if cfg["qat"]["enabled"] and name != "pipeline" and best[name]:
@@ -114,7 +103,7 @@ def run(ctx) -> dict:
                "int8_vs_fp32": vs_fp32, "selection": selection, "candidates": prov,
                "splits": {"reported": REPORTED, "selected_on": SELECT,
                           "n_images": {"test": _n(r.test, proto), "val": _n(r.val, proto)}},
-               "grid": [c.name for c in cells],
+               "grid": [c.name for c in cells], "executor": ran,   # where the cells ran (results do not depend on it)
                # shared/calibration.py; each PTQ cell draws its images with its own seed (cells' names end _s<seed>)
                "calibration": calibration.describe(ctx.config["calibration"], len(r.calib_split), ctx.seed), "max_sim_onnx_gap": max((x["max_gap"] for x in r.rows), default=0.0)}
     (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
@@ -144,34 +133,57 @@ def _provenance(ctx, cand, pipe) -> dict:
     return out
 
 
-def _model(ctx, r: Runner, cand: str, name: str, unit, cells, nncf_args) -> dict | None:
-    cfg, log = ctx.cfg, ctx.log
-    batch = r.proto.batch
-    calib0 = r.calib(name, ctx.seed, batch)
-    dummy = calib0[0][:1]
-    # the candidate's own FP32 export: its bytes are what this candidate's INT8 rows compare with
+def _fp32(ctx, r: Runner, cand: str, name: str, unit) -> dict:
+    """The candidate's own FP32 export of a unit (its bytes are what the INT8 rows compare with) and
+    its row, measured now and added with the unit's other rows (:func:`_model`)."""
+    dummy = r.calib(name, ctx.seed, r.proto.batch)[0][:1]
     fp32_path = onnx_io.export_fp32(unit, name, dummy, ctx.out / folder_name(cand) / name / "fp32.onnx", r.opset)
     fp32_bytes = onnx_io.weight_bytes(fp32_path)["weight_bytes"]
     sim_m, _, sim_dets = r.measure(unit, name, selectable=False)
     onnx_m, _, onnx_dets = r.measure(fp32_path, name, selectable=False)
-    r.add({"candidate": cand, "model": name, "method": "fp32", "bits": "FP32", "seed": ctx.seed, "split": REPORTED,
+    row = {"candidate": cand, "model": name, "method": "fp32", "bits": "FP32", "seed": ctx.seed, "split": REPORTED,
            "sim": sim_m, "onnx": onnx_m, "max_gap": measure.max_gap(measure.gap(sim_m, onnx_m)),
-           "fp32_bytes": fp32_bytes, "int8_bytes": None, "onnx_file": str(fp32_path.relative_to(ctx.out))},
-          sim_dets, onnx_dets)
+           "fp32_bytes": fp32_bytes, "int8_bytes": None, "onnx_file": str(fp32_path.relative_to(ctx.out))}
+    return {"dummy": dummy, "fp32_bytes": fp32_bytes, "row": (row, sim_dets, onnx_dets)}
+
+
+def _run_grid(ctx, r: Runner, cand, models_cells: dict, fp32_bytes: dict, data) -> dict[str, list]:
+    """Every PTQ cell of a candidate's units, on the configured executor (shared/executor.py):
+    ({unit: [(job, result), ...]} in grid order, what ran where)."""
+    t0 = time.time()
+    jobs = cellwork.jobs_for(cand, models_cells, fp32_bytes, ctx.out, data, ctx.config)
+    spec = ctx.config["executor"]
+    fn = functools.partial(cellwork.ptq_cell, r=r) if spec["kind"] == "local" else cellwork.ptq_cell
+    attempts = ctx.out / ".cells" / folder_name(cand.name)
+    results = executor.run_cells(fn, jobs, spec, ctx.log, attempts, cellwork.PACKAGE)
+    retried = [f"{j.model}/{j.cell.name} ({n}x)" for j, n in zip(jobs, executor.attempt_counts(attempts, len(jobs)))
+               if n > 1]
+    if retried:
+        ctx.log.warning("executor: cells run again after a lost worker: %s", ", ".join(retried))
+    shutil.rmtree(ctx.out / ".cells", ignore_errors=True)
+    out: dict[str, list] = {n: [] for n in models_cells}
+    for job, res in zip(jobs, results):
+        out[job.model].append((job, res))
+    return out, {"kind": spec["kind"], "cells": len(jobs), "seconds": round(time.time() - t0, 1), "retried": retried}
+
+
+def _model(ctx, r: Runner, cand: str, name: str, unit, fp32: dict, grid_cells: list, nncf_args) -> dict | None:
+    """A unit's rows in order (FP32, the PTQ cells, NNCF, INQ); the W8A8 cell chosen on val, with its sim."""
+    cfg = ctx.cfg
+    dummy, fp32_bytes = fp32["dummy"], fp32["fp32_bytes"]
+    calib0 = r.calib(name, ctx.seed, r.proto.batch)
+    r.add(*fp32["row"])
     best, considered = None, []
-    for cell in cells:
-        t0 = time.time()
-        calib = r.calib(name, cell.seed, batch)   # the cell's seed picks the subset
-        sim, _ = aimet_ptq.ptq(unit, cell, calib, ctx.out / folder_name(cand) / name / f"{cell.name}_work",
-                               cfg["ptq"]["adaround_iterations"])
-        row = r.record(cand, name, cell.method, cell.bits, cell.seed, sim.model, sim, dummy, cell.name, fp32_bytes,
-                       {"cell": cell.name, "ptq_seconds": round(time.time() - t0, 1)})
-        if cell.bits == "W8A8":   # chosen on val (sim_val), never on the reported test figures
-            entry = {"sim": sim, "row": row, "cell": cell, "dummy": dummy}
+    for job, res in grid_cells:
+        row = r.add(res["row"], res["sim_dets"], res["onnx_dets"])
+        if job.cell.bits == "W8A8":   # chosen on val (sim_val), never on the reported test figures
+            entry = {"row": row, "cell": job.cell, "dummy": dummy, "job": job, "sim": res["sim"]}
             considered.append({"row": row})
             best = entry if best is None else choose(name, [best, entry], SELECT)
     if best is not None:
         best["selection"] = selection_record(name, best, considered, SELECT)
+        if best["sim"] is None:    # the cell ran on a Ray worker: its sim is rebuilt here to continue from
+            best["sim"] = cellwork.rebuild_sim(best["job"], r)
     if nncf_args is not None and name in cfg["nncf"]["models"]:
         qmodel = nncf_ptq.quantize(copy.deepcopy(unit), calib0, nncf_args)
         r.record(cand, name, "nncf:" + nncf_args["preset"], "W8A8", ctx.seed, qmodel, None, dummy, "nncf", fp32_bytes,
