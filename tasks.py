@@ -141,3 +141,24 @@ def readme(c, config=DEFAULT_CONFIG):
             print(f"wrote {p.relative_to(readmemod.REPO)}")
     except (driver.PipelineError, readmemod.ReadmeError) as e:
         _fail(e)
+
+
+@task(help={"action": "up | down", "workers": "Ray workers to start (up)"})
+def cluster(c, action, workers=2):
+    """A local Ray cluster for `executor: {kind: ray}`: a head and N workers from the quantize image
+    on an internal network (compose.ray.yaml; docs/ray.md)."""
+    import subprocess
+    from host import images as img
+    if action not in ("up", "down"):
+        _fail(ValueError(f"invoke cluster: action must be up or down, not {action!r}"))
+    os.environ["JMMC_RAY"] = "1"
+    base = img.compose_cmd() + ["--profile", "ray"]
+    if action == "down":
+        sys.exit(subprocess.run(base + ["rm", "-sf", "ray-head", "ray-worker-quantize"]).returncode)
+    driver.build_images(["quantize"])    # head and workers run the stage's own image (same Ray, same code)
+    rc = subprocess.run(base + ["up", "-d", "--scale", f"ray-worker-quantize={int(workers)}",
+                                "ray-head", "ray-worker-quantize"]).returncode
+    if rc == 0:
+        print(f"ray cluster up: head ray://ray-head:10001 (network jmmc_ray), {workers} worker(s); "
+              "run with `executor: {kind: ray}` in the config; `invoke cluster down` stops it")
+    sys.exit(rc)

@@ -38,9 +38,12 @@ class PipelineError(RuntimeError):
 
 def load(config_path: str) -> dict:
     try:
-        return cfglib.load_config(config_path)
+        cfg = cfglib.load_config(config_path)
     except cfglib.ConfigError as e:
         raise PipelineError(str(e)) from None
+    if cfg["executor"]["kind"] == "ray":    # the stage containers join the cluster's network (compose.ray.yaml)
+        os.environ["JMMC_RAY"] = "1"
+    return cfg
 
 
 def write_resolved(cfg: dict) -> Path:
