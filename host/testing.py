@@ -1,4 +1,5 @@
-"""`invoke test`: host unit tests, each image's tests inside that image, then a smoke run.
+"""`invoke test`: host unit tests, each image's tests inside that image, then a smoke run and the
+Ray check on it (host/raycheck.py: the quantize grid on a 2-worker local Ray cluster).
 
 Each pytest writes a JUnit XML under volumes/.test-reports/; the last line
 printed sums them all ("N passed, N failed, N skipped").
@@ -16,7 +17,7 @@ import xml.etree.ElementTree as ET
 from shared.config import REPO
 from pathlib import Path
 
-from host import driver
+from host import driver, raycheck
 from shared.dag import load_dag
 from host.images import compose_cmd, load_images
 from host.runners import VOLUMES, LocalRunner, RunnerError, choose_runner
@@ -120,7 +121,7 @@ def summarize() -> tuple[int, int, int]:
     return passed, failed, skipped
 
 
-def run_all(host_only: bool = False, e2e: bool = True, runner: str = "auto") -> bool:
+def run_all(host_only: bool = False, e2e: bool = True, runner: str = "auto", ray: bool = True) -> bool:
     shutil.rmtree(REPORTS, ignore_errors=True)
     REPORTS.mkdir(parents=True)
     ok = host_tests()
@@ -141,8 +142,13 @@ def run_all(host_only: bool = False, e2e: bool = True, runner: str = "auto") -> 
         if e2e:
             good, msg = smoke_run(kind)
             print(msg)
-            ok &= good
-            extra_passed, extra_failed = (1, 0) if good else (0, 1)
+            checks = [good]
+            if good and ray:
+                good, msg = raycheck.ray_check(kind)
+                print(msg)
+                checks.append(good)
+            ok &= all(checks)
+            extra_passed, extra_failed = sum(checks), len(checks) - sum(checks)
     p, f, s = summarize()
     print(f"test: {p + extra_passed} passed, {f + extra_failed} failed, {s} skipped")
     return ok and f == 0

@@ -1,6 +1,9 @@
-"""Where the independent cells of a grid run: here, one after the other (``local``), or as Ray tasks on
-a cluster (``ray``).  The run config's ``executor`` section (shared/schema.yaml) says which; it is in
-no cache key, because the results do not depend on it.
+"""Where the independent cells of a grid run: on this machine (``local``: in this process, or in
+``workers`` spawned processes side by side), or as Ray tasks on a cluster (``ray``).  The run
+config's ``executor`` section (shared/schema.yaml) says which; it is in no cache key, because the
+results do not depend on it: every cell computes with ``cpus_per_cell`` threads (torch, OpenMP and
+ONNX Runtime: :func:`cell_threads`) wherever it runs, since float kernels sum in another order with
+another thread count.
 
 ``run_cells(fn, jobs, spec, log, attempts)`` returns ``[fn(job) for job in jobs]``, in order:
 
@@ -18,6 +21,7 @@ no cache key, because the results do not depend on it.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import os
@@ -47,11 +51,58 @@ def code_digest(package: str) -> str:
     return h.hexdigest()[:16]
 
 
-def _attempt(fn: Callable, job, marker: str | None):
+THREAD_VARS = ("JMMC_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")   # ONNX Runtime (shared/ort_runtime.py), BLAS
+
+
+@contextlib.contextmanager
+def cell_threads(n: int):
+    """Run the block with ``n`` threads in torch and ONNX Runtime (what a cell computes with on any
+    executor); the previous settings come back afterwards."""
+    saved = {k: os.environ.get(k) for k in THREAD_VARS}
+    os.environ.update({k: str(n) for k in THREAD_VARS})
+    torch = _torch()
+    before = torch.get_num_threads() if torch else None
+    if torch:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if torch:
+            torch.set_num_threads(before)
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:   # a stage without torch: the environment variables are all there is
+        return None
+    return torch
+
+
+def _attempt(fn: Callable, job, marker: str | None, threads: int = 1):
     if marker:
         with open(marker, "a") as f:
             f.write(f"{socket.gethostname()} {os.getpid()} {time.time():.1f}\n")
-    return fn(job)
+    with cell_threads(threads):
+        return fn(job)
+
+
+def local_workers(spec: dict) -> int:
+    """How many cells run at once locally: ``workers``, or (0) the stage's cores / ``cpus_per_cell``."""
+    if spec.get("workers"):
+        return spec["workers"]
+    cores = int(os.environ.get("JMMC_THREADS") or 0) or len(os.sched_getaffinity(0))
+    return max(1, cores // spec["cpus_per_cell"])
+
+
+def in_process(spec: dict) -> bool:
+    """Whether cells run in the stage's own process (objects they return need not cross processes)."""
+    return spec["kind"] == "local" and local_workers(spec) == 1
 
 
 def attempt_counts(attempts: Path | None, n: int) -> list[int]:
@@ -70,9 +121,30 @@ def run_cells(fn: Callable, jobs: Sequence, spec: dict, log, attempts: Path | No
     if attempts is not None:
         attempts.mkdir(parents=True, exist_ok=True)
     markers = [str(attempts / f"{i}.attempts") if attempts is not None else None for i in range(len(jobs))]
-    if spec["kind"] == "local" or not jobs:
-        return [_attempt(fn, job, m) for job, m in zip(jobs, markers)]
+    threads = spec["cpus_per_cell"]
+    if not jobs or in_process(spec):
+        return [_attempt(fn, job, m, threads) for job, m in zip(jobs, markers)]
+    if spec["kind"] == "local":
+        return _in_processes(fn, jobs, markers, threads, local_workers(spec), log)
     return _on_ray(fn, jobs, markers, spec, log, package or fn.__module__.rsplit(".", 1)[0])
+
+
+def _init_worker(level: int) -> None:
+    import logging
+    logging.basicConfig(level=level, format="%(asctime)s [cell %(process)d] %(message)s", datefmt="%H:%M:%S")
+
+
+def _in_processes(fn, jobs, markers, threads: int, workers: int, log) -> list:
+    """The cells in ``workers`` spawned processes on this machine (spawn: no forked torch thread pools)."""
+    import logging
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    workers = min(workers, len(jobs))
+    if log:
+        log.info("executor local: %d cells in %d processes, %d thread(s) each", len(jobs), workers, threads)
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                             initargs=(log.getEffectiveLevel() if log else logging.WARNING,)) as pool:
+        return list(pool.map(_attempt, [fn] * len(jobs), jobs, markers, [threads] * len(jobs)))
 
 
 def _reachable(address: str) -> None:
@@ -116,7 +188,7 @@ def _on_ray(fn, jobs, markers, spec, log, package: str) -> list:
         log.info("executor ray (%s): %d cells on %d workers (%s), %d retries each", spec["address"], len(jobs),
                  len(workers), ", ".join(workers), spec["retries"])
         task = ray.remote(num_cpus=spec["cpus_per_cell"], max_retries=spec["retries"], retry_exceptions=False)(_attempt)
-        refs = [task.remote(fn, job, m) for job, m in zip(jobs, markers)]
+        refs = [task.remote(fn, job, m, spec["cpus_per_cell"]) for job, m in zip(jobs, markers)]
         index = {r: i for i, r in enumerate(refs)}
         out, pending, t0 = [None] * len(refs), list(refs), time.time()
         while pending:

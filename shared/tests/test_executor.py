@@ -28,3 +28,43 @@ def test_unknown_kind_and_unreachable_cluster_say_so():
 
 def test_code_digest_is_stable():
     assert executor.code_digest("shared") == executor.code_digest("shared")
+
+
+def threads_seen(_):
+    import os
+    torch = executor._torch()
+    return os.environ["JMMC_THREADS"], torch.get_num_threads() if torch else None
+
+
+def test_a_cell_computes_with_cpus_per_cell_threads_on_any_local_executor(tmp_path, monkeypatch):
+    """Float results depend on the thread count: in the stage's process and in spawned ones alike a
+    cell sees ``cpus_per_cell`` threads, and the stage's own setting comes back afterwards."""
+    monkeypatch.setenv("JMMC_THREADS", "2")
+    torch = executor._torch()
+    before = torch.get_num_threads() if torch else None
+    one = {**LOCAL, "workers": 1}
+    assert executor.in_process(one)
+    assert executor.run_cells(threads_seen, [0, 1], one, None) == [("1", 1 if torch else None)] * 2
+    assert (torch.get_num_threads() if torch else None) == before
+    import os
+    assert os.environ["JMMC_THREADS"] == "2"
+    two = {**LOCAL, "workers": 2}
+    assert not executor.in_process(two)
+    assert executor.run_cells(threads_seen, [0, 1, 2], two, None, tmp_path / "p") == [("1", 1 if torch else None)] * 3
+    assert executor.attempt_counts(tmp_path / "p", 3) == [1, 1, 1]
+
+
+def test_local_workers_default_splits_the_stage_cores(monkeypatch):
+    monkeypatch.setenv("JMMC_THREADS", "4")
+    assert executor.local_workers({**LOCAL, "workers": 0, "cpus_per_cell": 2}) == 2
+    assert executor.local_workers({**LOCAL, "workers": 0, "cpus_per_cell": 8}) == 1
+    assert executor.local_workers({**LOCAL, "workers": 3}) == 3
+
+
+def test_a_failing_cell_in_a_spawned_process_raises_its_own_error():
+    with pytest.raises(ZeroDivisionError):
+        executor.run_cells(reciprocal, [1, 0], {**LOCAL, "workers": 2}, None)
+
+
+def reciprocal(x):
+    return 1 / x

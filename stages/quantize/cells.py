@@ -7,9 +7,9 @@ builds the AIMET sim, writes the QDQ ONNX file into the output folder, measures 
 the results row with its test detections.  The stage adds the rows in job order and records
 their files itself, so a run gives the same table on every executor.
 
-``keep_sim`` (local executor only: a sim does not cross processes) returns the AIMET sim as well;
-on Ray the stage rebuilds the one sim it continues from (:func:`rebuild_sim`, the same
-deterministic PTQ).
+``keep_sim`` (cells run in the stage's process only: a sim does not cross processes) returns the
+AIMET sim as well; otherwise (spawned processes, Ray) the stage rebuilds the one sim it continues
+from (:func:`rebuild_sim`: the same deterministic PTQ, with the cell's thread count).
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from shared import executor
 from shared.evaluation import as_fn
 from stages.quantize import aimet_ptq, candidates
 from stages.quantize.grid import Cell
@@ -39,15 +40,13 @@ class CellJob:
 
 def jobs_for(cand, models_cells: dict[str, list[Cell]], fp32_bytes: dict[str, int], out: Path, dataset: Path,
              config: dict) -> list[CellJob]:
-    keep = config["executor"]["kind"] == "local"
+    keep = executor.in_process(config["executor"])
     return [CellJob(cand, name, cell, fp32_bytes[name], out, dataset, config, keep)
             for name, cells in models_cells.items() for cell in cells]
 
 
 def _unit_and_runner(job: CellJob, r: Runner | None):
     if r is None:   # in a worker: the stage's view of the data, rows returned rather than recorded
-        import torch
-        torch.set_num_threads(job.config["executor"]["cpus_per_cell"])
         r = make_runner(job.out, job.dataset, job.config)
     pipe = candidates.load(job.cand)
     r.upstream = {n: as_fn(candidates.unit(pipe, n)) for n in ("enhancer", "denoiser")}
@@ -70,9 +69,11 @@ def ptq_cell(job: CellJob, r: Runner | None = None) -> dict:
 
 
 def rebuild_sim(job: CellJob, r: Runner):
-    """The AIMET sim of a cell run elsewhere (a Ray worker), rebuilt here by the same PTQ."""
-    unit, r = _unit_and_runner(replace(job, keep_sim=True), r)
-    calib = r.calib(job.model, job.cell.seed, r.proto.batch)
-    sim, _ = aimet_ptq.ptq(unit, job.cell, calib, job.out / folder_name(job.cand.name) / job.model /
-                           f"{job.cell.name}_work", job.config["quantize"]["ptq"]["adaround_iterations"])
+    """The AIMET sim of a cell run elsewhere (a spawned process, a Ray worker), rebuilt here by the
+    same PTQ with the same thread count."""
+    with executor.cell_threads(job.config["executor"]["cpus_per_cell"]):
+        unit, r = _unit_and_runner(replace(job, keep_sim=True), r)
+        calib = r.calib(job.model, job.cell.seed, r.proto.batch)
+        sim, _ = aimet_ptq.ptq(unit, job.cell, calib, job.out / folder_name(job.cand.name) / job.model /
+                               f"{job.cell.name}_work", job.config["quantize"]["ptq"]["adaround_iterations"])
     return sim
