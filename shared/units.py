@@ -83,5 +83,11 @@ def chain(enhancer: Fn, denoiser: Fn, detector: Fn, pixel_scale: float = PIXEL_S
         return np.asarray(denoiser(np.asarray(enhancer(x)[0], np.float32))[0], np.float32)
 
     def detect(x):
-        return detector(restore(x) * np.float32(pixel_scale))
+        return feed_detector(detector, restore(x), pixel_scale)
     return detect, restore
+
+
+def feed_detector(detector: Fn, restored: np.ndarray, pixel_scale: float = PIXEL_SCALE):
+    """The chain's last hop: the detector's outputs on a restored [0, 1] image (for a caller that keeps
+    the restored image too, as the report's chain evaluation does)."""
+    return detector(restored * np.float32(pixel_scale))

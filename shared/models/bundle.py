@@ -33,6 +33,7 @@ from .pipeline import Pipeline, build_models
 
 from shared.errors import ExpectedError
 from shared.manifest import read_json
+from shared.units import PIXEL_SCALE
 
 FORMAT = "jmmc-bundle/1"
 FILE = "bundle.json"
@@ -41,7 +42,7 @@ ROLES = {
     "enhancer": {"role": "low-light enhancer: degraded image -> enhanced image", "input_range": [0.0, 1.0]},
     "denoiser": {"role": "denoiser: enhanced image -> denoised image", "input_range": [0.0, 1.0]},
     "detector": {"role": "YuNet face detector: 255 x denoised image (channel order as given) -> cls/obj/bbox/kps",
-                 "input_range": [0.0, 255.0]},
+                 "input_range": [0.0, PIXEL_SCALE]},
 }
 
 

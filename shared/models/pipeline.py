@@ -25,6 +25,8 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
+from shared.units import PIXEL_SCALE
+
 from .restoration import RestorationNet
 from .yunet import YUNET_N_STAGES, YuNet
 
@@ -42,7 +44,7 @@ class Pipeline(nn.Module):
     """detector(255 * denoiser(enhancer(x))); see the module docstring."""
 
     def __init__(self, enhancer: nn.Module, denoiser: nn.Module, detector: YuNet,
-                 swap_rb: bool = False, clamp: bool = False, pixel_scale: float = 255.0):
+                 swap_rb: bool = False, clamp: bool = False, pixel_scale: float = PIXEL_SCALE):
         super().__init__()
         self.enhancer = enhancer
         self.denoiser = denoiser

@@ -20,6 +20,7 @@ import logging
 
 import torch
 
+from shared import units
 from shared.data import Split
 from shared.losses import psnr_loss
 
@@ -52,7 +53,7 @@ class DetectorLoss:
 
     def __call__(self, model, x, clean, boxes, kps) -> dict:
         x = x.to(_dev(model))
-        return self.terms(model.forward_train(x * 255.0), boxes, kps, tuple(x.shape[-2:]))
+        return self.terms(model.forward_train(x * units.PIXEL_SCALE), boxes, kps, tuple(x.shape[-2:]))
 
 
 class DistilledLoss:
@@ -70,10 +71,10 @@ class DistilledLoss:
         x = x.to(dev)
         self.teacher.to(dev)
         if self.part == "detector":
-            outs = model.forward_train(x * 255.0)
+            outs = model.forward_train(x * units.PIXEL_SCALE)
             terms = self.detector.terms(outs, boxes, kps, tuple(x.shape[-2:]))
             with torch.no_grad():
-                t_outs = self.teacher.forward_train(x * 255.0)
+                t_outs = self.teacher.forward_train(x * units.PIXEL_SCALE)
             kd = maps_mse(outs, t_outs)
         else:
             y = model(x)

@@ -26,7 +26,7 @@ def unit_loss(name: str, joint_weights: dict | None = None):
         det = YuNetLoss()
 
         def detector_loss(model, x, clean, boxes, kps):
-            out = det(model.forward_train(x * 255.0), boxes, kps, tuple(x.shape[-2:]))
+            out = det(model.forward_train(x * units.PIXEL_SCALE), boxes, kps, tuple(x.shape[-2:]))
             return {"loss": out["loss"]}
         return detector_loss
 

@@ -117,7 +117,7 @@ def evaluate_chain(group: dict, test, proto: Protocol, log=None, keep_dets: bool
 
     def run(x):
         r = restore(x)
-        return det(r * np.float32(units.PIXEL_SCALE)), r
+        return units.feed_detector(det, r), r
 
     m = detect_and_restore(run, test, proto, keep_dets)
     m.update(src=proto.variant, source="measured here", eval_s=round(time.time() - t0, 2))
@@ -153,7 +153,7 @@ def restored_tensor(model) -> str | None:
             for a in n.attribute:
                 if a.name == "value":
                     consts[n.output[0]] = a.t
-    target = {"Mul": 255.0, "Div": 1 / 255.0}
+    target = {"Mul": units.PIXEL_SCALE, "Div": 1 / units.PIXEL_SCALE}
     for n in model.graph.node:
         if n.op_type in target and len(n.input) == 2:
             vals = [_const(i, consts, producers) for i in n.input]
