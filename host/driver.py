@@ -23,6 +23,7 @@ from host import runcache, scheduler
 from host.cache import Status, stage_key, stage_status
 from host.runners import VOLUMES, RunnerError, choose_runner, make_runner, run_logged
 from shared import config as cfglib
+from shared.config import REPO
 from shared.dag import load_dag, upstream
 from shared.manifest import MANIFEST, AtomicStageDir, manifest_hash, read_manifest, write_json
 from shared.manifest import build as build_manifest
@@ -187,7 +188,7 @@ def run(targets: list[str], config_path: str, runner: str = "auto", force: list[
         log_path = run_dir / ".logs" / f"{name}.log"
         expect = expected_seconds(run_dir, name, cfg, stage)
         log.info("%-10s running (%s; %s)%s log: %s", name, kind, st.reason,
-                 f" expected ~{_dur(expect)} (last run with this config)" if expect else "", _rel(log_path))
+                 f" expected ~{_dur(expect[0])} ({expect[1]})" if expect else "", _rel(log_path))
         t0 = time.time()
         code = run_logged(r.command(stage, config_file, key, env_id, run=cfg["run"], threads=threads), log_path,
                           prefix=f"[{name}] " if jobs > 1 else "")
@@ -203,6 +204,11 @@ def run(targets: list[str], config_path: str, runner: str = "auto", force: list[
         return results[name]
 
     started = time.time()
+    fresh = [n for n in order if read_manifest(run_dir, n) is None and not unmet[n]]
+    guesses = [e[0] for e in (expected_seconds(run_dir, n, cfg, dag[n]) for n in fresh) if e]
+    if guesses:
+        log.info("%d stage(s) to run from scratch, expected ~%s in all (%d of them timed before)", len(fresh),
+                 _dur(sum(guesses)), len(guesses))
     try:
         with scheduler.run_lock(run_dir), _sigterm_as_interrupt():
             r.stop_orphans(cfg["run"])
@@ -226,11 +232,24 @@ def run(targets: list[str], config_path: str, runner: str = "auto", force: list[
     return rows
 
 
-def expected_seconds(run_dir: Path, name: str, cfg: dict, stage) -> float | None:
-    """The wall time of this stage's last run with the same config section (its manifest)."""
+TIMINGS = REPO / "docs" / "timings"     # what `invoke readme` recorded of the README's runs (host/readme.py)
+
+
+def expected_seconds(run_dir: Path, name: str, cfg: dict, stage) -> tuple[float, str] | None:
+    """(seconds, where from): the wall time of this stage's last run with the same config section - its
+    manifest here, else the committed record of the README's run (``invoke readme``: docs/timings/)."""
     m = read_manifest(run_dir, name) or {}
-    section = cfglib.section(cfg, name, stage.sections)
-    return m.get("wall_s") if m.get("config_hash") == cfglib.sha256_of(section) and m.get("wall_s") else None
+    want = cfglib.sha256_of(cfglib.section(cfg, name, stage.sections))
+    if m.get("config_hash") == want and m.get("wall_s"):
+        return float(m["wall_s"]), "last run with this config"
+    rec = TIMINGS / f"{run_dir.name}.json"
+    try:
+        r = json.loads(rec.read_text()).get(name) or {}
+    except (OSError, ValueError):
+        return None
+    if r.get("config_hash") == want and r.get("wall_s"):
+        return float(r["wall_s"]), f"{rec.name} in docs/timings/, from the README's run"
+    return None
 
 
 def _dur(s: float) -> str:

@@ -6,6 +6,9 @@ and the real-photos grid) from the report folder (the README links them there,
 since ``volumes/`` is never committed) and replaces the text between the README markers
 ``<!-- results:<run>:begin -->`` and ``<!-- results:<run>:end -->``, and (where the README has
 ``<!-- timings:<run>:begin/end -->``) the per-stage wall times of that run, from its manifests.
+Those wall times also go to ``docs/timings/<run>.json`` (stage -> wall time and config-section
+hash): ``invoke all`` on a fresh clone quotes them as each stage's expected time
+(``host.driver.expected_seconds``).
 """
 from __future__ import annotations
 
@@ -54,6 +57,18 @@ def timings_markdown(run_dir: Path) -> str:
                       f"| **all stages** | **{total:.0f} s** | **{total / 60:.1f} min** | | sum of the stages |", ""])
 
 
+def timings_record(run_dir: Path) -> dict:
+    """{stage: {"wall_s", "config_hash"}} of a run's stages that ran (not skipped), from their manifests."""
+    from shared.dag import load_dag
+    from shared.manifest import read_manifest
+    out = {}
+    for name in load_dag():
+        m = read_manifest(run_dir, name)
+        if m and not m.get("skipped") and m.get("wall_s") and m.get("config_hash"):
+            out[name] = {"wall_s": round(float(m["wall_s"]), 1), "config_hash": m["config_hash"]}
+    return out
+
+
 def build_times_markdown(times: dict) -> str:
     """The last build time of each image on this machine (host/images.py records them)."""
     rows = [f"| `{n}` | {t['seconds']:.0f} s | {t['built']} |" for n, t in sorted(times.items(), key=lambda kv: kv[1]['built'])]
@@ -96,7 +111,13 @@ def update(run: str, volumes: Path, repo: Path = REPO) -> list[Path]:
         figures = json.loads(bench.read_text())
         if driver_run_of(figures.get("config")) == run:
             text = splice(text, run, bench_markdown(figures), str(readme), "bench")
+    record = timings_record(volumes / run)
     written = []
+    if record:
+        path = repo / "docs" / "timings" / f"{run}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        written.append(path)
     # every figure the snippet links (docs/figures/<run>_<name>) comes from the report's <name>
     for name in sorted(set(re.findall(rf"docs/figures/{re.escape(run)}_([\w.-]+\.png)", text)) | {PLOT}):
         if (report / name).exists():

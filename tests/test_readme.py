@@ -60,7 +60,7 @@ def test_the_timing_table_comes_from_the_manifests(tmp_path):
     for name, wall, skipped in (("dataset", 61.2, None), ("train", 572.4, None), ("esp-build", 0.0, "needs espressif/idf; x")):
         (vols / "demo" / name).mkdir(parents=True)
         (vols / "demo" / name / "manifest.json").write_text(json.dumps(
-            {"wall_s": wall, "started": "2026-12-02T06:00:00", "skipped": skipped}))
+            {"wall_s": wall, "started": "2026-12-02T06:00:00", "skipped": skipped, "config_hash": "h-" + name}))
     (vols / "demo" / "report").mkdir(exist_ok=True)
     (vols / "demo" / "report" / "README_snippet.md").write_text("table\n")
     readme.update("demo", vols, repo)
@@ -70,6 +70,32 @@ def test_the_timing_table_comes_from_the_manifests(tmp_path):
     assert "| train | 572 s | 9.5 min |" in text and "| esp-build | 0 s | 0.0 min | 2026-12-02T06:00:00 | skipped: needs espressif/idf |" in text
     assert "| **all stages** | **634 s** | **10.6 min** |" in text
     assert text.index("| dataset") < text.index("| train") < text.index("| esp-build")   # DAG order
+    # the same wall times, for `invoke all` on a fresh clone (host.driver.expected_seconds); skipped stages left out
+    assert json.loads((repo / "docs" / "timings" / "demo.json").read_text()) == {
+        "dataset": {"wall_s": 61.2, "config_hash": "h-dataset"}, "train": {"wall_s": 572.4, "config_hash": "h-train"}}
+
+
+def test_expected_time_falls_back_to_the_committed_record(tmp_path, monkeypatch):
+    import json
+    from types import SimpleNamespace
+
+    from host import driver
+    from shared import config as cfglib
+    cfg = {"run": "demo", "seed": 0, "train": {"epochs": 3}}
+    stage = SimpleNamespace(sections=[])
+    want = cfglib.sha256_of(cfglib.section(cfg, "train", []))
+    monkeypatch.setattr(driver, "TIMINGS", tmp_path / "timings")
+    run_dir = tmp_path / "volumes" / "demo"
+    assert driver.expected_seconds(run_dir, "train", cfg, stage) is None
+    (tmp_path / "timings").mkdir()
+    (tmp_path / "timings" / "demo.json").write_text(json.dumps({"train": {"wall_s": 572.4, "config_hash": want}}))
+    secs, where = driver.expected_seconds(run_dir, "train", cfg, stage)
+    assert secs == 572.4 and "docs/timings" in where
+    (tmp_path / "timings" / "demo.json").write_text(json.dumps({"train": {"wall_s": 572.4, "config_hash": "other"}}))
+    assert driver.expected_seconds(run_dir, "train", cfg, stage) is None      # another config: no estimate
+    (run_dir / "train").mkdir(parents=True)
+    (run_dir / "train" / "manifest.json").write_text(json.dumps({"wall_s": 30.0, "config_hash": want}))
+    assert driver.expected_seconds(run_dir, "train", cfg, stage) == (30.0, "last run with this config")
 
 
 def test_findings_are_written_from_the_run(tmp_path):
