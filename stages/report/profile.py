@@ -3,7 +3,10 @@
 ``profile(path)`` runs the file in an ``exact`` session (shared/ort_runtime.py, the kernels the
 results are timed with) with ONNX Runtime profiling on, and sums the node kernel times by model
 (the first component of the exported node names: ``/enhancer/...``, ``/denoiser/...``,
-``/detector/...``; fused Q/DQ and layout nodes without one are ``other``) and by operator type.
+``/detector/...``; fused Q/DQ and layout nodes without one are ``other``), by operator type and
+by layer kind (:func:`kind_of`: depthwise kxk, pointwise 1x1, dense kxk, transposed conv, from the
+weight shape ONNX Runtime records for each conv node, fused int8 ones included), so an FP32 and an
+INT8 file can be compared kind by kind (an int8 kernel that is slower than its float one shows).
 ``peak_gmacs(threads)`` measures what ONNX Runtime reaches on this CPU on a large FP32 MatMul:
 the roof a net's achieved GMAC/s (MACs / latency) is compared with, so a reader sees whether a
 net is compute-bound (near the roof) or bound by memory and per-node overhead (far below it).
@@ -30,18 +33,86 @@ def model_of(node_name: str) -> str:
     return head if head in MODELS else "other"
 
 
-def summarise(events: list[dict], n_runs: int) -> dict:
-    """Per-run milliseconds by model and by operator type from a profile trace's Node events."""
-    by_model, by_op = defaultdict(float), defaultdict(float)
+def _shapes(args: dict) -> list[list[int]]:
+    """The input shapes of a profiled node (``input_type_shape``: [{dtype: shape}, ...])."""
+    return [next(iter(d.values()), []) if isinstance(d, dict) else [] for d in args.get("input_type_shape", [])]
+
+
+def kind_of(args: dict) -> str:
+    """Layer kind of a profiled node: ``depthwise 5x5``, ``pointwise 1x1``, ``dense 3x3``,
+    ``transposed conv``, or ``non-conv`` (the weight: the first 4-D input after the data)."""
+    op = args.get("op_name", "")
+    if "ConvTranspose" in op:
+        return "transposed conv"
+    if "Conv" not in op:
+        return "non-conv"
+    w = next((s for s in _shapes(args)[1:] if len(s) == 4), None)
+    if w is None:
+        return "conv (shape unknown)"
+    x = _shapes(args)[0]
+    kh, kw = w[2], w[3]
+    if w[1] == 1 and len(x) == 4 and x[1] > 1:
+        return f"depthwise {kh}x{kw}"
+    return "pointwise 1x1" if (kh, kw) == (1, 1) else f"dense {kh}x{kw}"
+
+
+def graph_kinds(model) -> dict[str, str]:
+    """{node name: layer kind} of the Conv / ConvTranspose nodes of an ONNX graph (QDQ included: the
+    weight's shape is read through its DequantizeLinear). ONNX Runtime's fused int8 convs drop the
+    weight from what the profile records, but keep the original node's name."""
+    from onnx import numpy_helper
+    inits = {t.name: list(t.dims) for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    out = {}
+    for n in model.graph.node:
+        if n.op_type not in ("Conv", "ConvTranspose") or not n.name or len(n.input) < 2:
+            continue
+        w, src = inits.get(n.input[1]), producer.get(n.input[1])
+        if w is None and src is not None and src.op_type == "DequantizeLinear":
+            w = inits.get(src.input[0])
+            if w is None:
+                c = producer.get(src.input[0])
+                vals = [a.t for a in (c.attribute if c is not None and c.op_type == "Constant" else []) if a.name == "value"]
+                w = list(numpy_helper.to_array(vals[0]).shape) if vals else None
+        attrs = {a.name: a for a in n.attribute}
+        group = attrs["group"].i if "group" in attrs else 1
+        if n.op_type == "ConvTranspose":
+            out[n.name] = "transposed conv"
+        elif w is not None and len(w) == 4:
+            out[n.name] = (f"depthwise {w[2]}x{w[3]}" if group > 1 and w[1] == 1 else
+                           "pointwise 1x1" if w[2:] == [1, 1] else f"dense {w[2]}x{w[3]}")
+    return out
+
+
+def _kind(name: str, args: dict, kinds: dict[str, str]) -> str:
+    if name in kinds:
+        return kinds[name]
+    if "Conv" in args.get("op_name", ""):     # a fused node named after the conv it replaced (+ a suffix)
+        best = max((k for k in kinds if name.startswith(k)), key=len, default=None)
+        if best is not None:
+            return kinds[best]
+    return kind_of(args)
+
+
+def _by_value(d: dict) -> dict:
+    return dict(sorted(d.items(), key=lambda kv: -kv[1]))
+
+
+def summarise(events: list[dict], n_runs: int, kinds: dict[str, str] | None = None) -> dict:
+    """Per-run milliseconds by model, by operator type and by layer kind from a trace's Node events
+    (``kinds``: :func:`graph_kinds` of the profiled file, for fused nodes)."""
+    by_model, by_op, by_kind = defaultdict(float), defaultdict(float), defaultdict(float)
     for e in events:
         if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
             continue
         ms = e["dur"] / 1e3 / n_runs
-        by_model[model_of(e["name"][:-len("_kernel_time")])] += ms
-        by_op[e.get("args", {}).get("op_name", "?")] += ms
+        args, name = e.get("args", {}), e["name"][:-len("_kernel_time")]
+        by_model[model_of(name)] += ms
+        by_op[args.get("op_name", "?")] += ms
+        by_kind[_kind(name, args, kinds or {})] += ms
     total = sum(by_model.values())
-    return {"total_ms": total, "by_model_ms": dict(sorted(by_model.items(), key=lambda kv: -kv[1])),
-            "by_op_ms": dict(sorted(by_op.items(), key=lambda kv: -kv[1])), "runs": n_runs}
+    return {"total_ms": total, "by_model_ms": _by_value(by_model), "by_op_ms": _by_value(by_op),
+            "by_kind_ms": _by_value(by_kind), "runs": n_runs}
 
 
 def profile(path: Path, input_range: float = 1.0, runs: int = 10, threads: int = 1) -> dict:
@@ -55,9 +126,10 @@ def profile(path: Path, input_range: float = 1.0, runs: int = 10, threads: int =
     import onnx
 
     from stages.report.onnx_cost import macs_by_prefix
-    out = summarise(events, runs)
+    model = onnx.load(str(path))
+    out = summarise(events, runs, graph_kinds(model))
     out["threads"] = threads
-    out["macs_by_model"] = macs_by_prefix(onnx.load(str(path)), model_of)
+    out["macs_by_model"] = macs_by_prefix(model, model_of)
     return out
 
 
@@ -103,4 +175,19 @@ def markdown(profiles: dict[str, dict], peak: float | None) -> str:
     lines += ["", "Top operator types (ms / frame, 1 thread): "
               + "; ".join(f"**{n}**: " + ", ".join(f"{op} {ms:.2f}" for op, ms in list(p["by_op_ms"].items())[:5])
                           for n, p in profiles.items()), ""]
-    return "\n".join(lines)
+    return "\n".join(lines + kinds_markdown(profiles))
+
+
+def kinds_markdown(profiles: dict[str, dict]) -> list[str]:
+    """ms / frame by layer kind, one column per profiled file (where an int8 kernel loses to float)."""
+    names = [n for n, p in profiles.items() if p.get("by_kind_ms")]
+    if not names:
+        return []
+    kinds = sorted({k for n in names for k in profiles[n]["by_kind_ms"]},
+                   key=lambda k: -max(profiles[n]["by_kind_ms"].get(k, 0.0) for n in names))
+    cols = [f"`{n}`" for n in names]
+    out = ["By layer kind (ms / frame, 1 thread):", "", "| layer kind | " + " | ".join(cols) + " |",
+           "|---|" + "---:|" * len(cols)]
+    for k in kinds:
+        out.append(f"| {k} | " + " | ".join(f"{profiles[n]['by_kind_ms'].get(k, 0.0):.2f}" for n in names) + " |")
+    return out + [""]

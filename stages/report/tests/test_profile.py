@@ -42,5 +42,53 @@ def test_summarise_divides_by_runs_and_ignores_session_events():
     assert s["by_model_ms"] == {"denoiser": 2.0, "other": 0.5} and s["by_op_ms"]["Conv"] == 2.0
 
 
+def test_layer_kinds_from_the_recorded_weight_shapes():
+    conv = lambda op, x, w: {"op_name": op, "input_type_shape": [{"float": x}, {"float": w}]}   # noqa: E731
+    q = {"op_name": "QLinearConv", "input_type_shape": [{"uint8": [1, 8, 64, 64]}, {"float": []}, {"uint8": []},
+                                                        {"int8": [8, 1, 5, 5]}]}
+    assert profile.kind_of(q) == "depthwise 5x5"
+    assert profile.kind_of(conv("Conv", [1, 8, 64, 64], [16, 8, 1, 1])) == "pointwise 1x1"
+    assert profile.kind_of(conv("FusedConv", [1, 3, 64, 64], [8, 3, 3, 3])) == "dense 3x3"
+    assert profile.kind_of(conv("ConvTranspose", [1, 8, 8, 8], [8, 8, 2, 2])) == "transposed conv"
+    assert profile.kind_of({"op_name": "Add"}) == "non-conv"
+    ev = [{"cat": "Node", "name": "/enhancer/a_kernel_time", "dur": 3000, "args": q},
+          {"cat": "Node", "name": "/enhancer/b_kernel_time", "dur": 1000, "args": {"op_name": "Add"}}]
+    s = profile.summarise(ev, 1)
+    assert s["by_kind_ms"] == {"depthwise 5x5": 3.0, "non-conv": 1.0}
+    md = profile.markdown({"a.onnx": {**s, "macs_by_model": {}}, "b.onnx": {**s, "macs_by_model": {}}}, None)
+    assert "| depthwise 5x5 | 3.00 | 3.00 |" in md
+
+
+def test_a_real_profile_has_layer_kinds(tmp_path):
+    p = profile.profile(_chain(tmp_path / "c.onnx"), runs=2)
+    assert any(k.startswith(("dense", "pointwise")) for k in p["by_kind_ms"]), p["by_kind_ms"]
+
+
 def test_peak_is_measured():
     assert profile.peak_gmacs(1, n=128, runs=2) > 0.1
+
+
+def _qdq_depthwise(path, c=8, hw=32):
+    """x -> Q/DQ -> depthwise 3x3 conv (int8 weight through DQ, named like a torch export) -> Q/DQ."""
+    arr = onnx.numpy_helper.from_array
+    w = np.random.default_rng(0).integers(-60, 60, size=(c, 1, 3, 3)).astype(np.int8)
+    init = [arr(w, "w_q"), arr(np.full(c, 0.01, np.float32), "w_s"), arr(np.zeros(c, np.int8), "w_z"),
+            arr(np.float32(1 / 255), "x_s"), arr(np.uint8(0), "x_z"), arr(np.float32(0.02), "y_s"), arr(np.uint8(0), "y_z")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "x_s", "x_z"], ["xq"], name="/enhancer/q"),
+             helper.make_node("DequantizeLinear", ["xq", "x_s", "x_z"], ["xd"], name="/enhancer/dq"),
+             helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["wd"], axis=0, name="/enhancer/dw/wdq"),
+             helper.make_node("Conv", ["xd", "wd"], ["c"], pads=[1] * 4, group=c, name="/enhancer/dw/Conv"),
+             helper.make_node("QuantizeLinear", ["c", "y_s", "y_z"], ["cq"], name="/enhancer/q2"),
+             helper.make_node("DequantizeLinear", ["cq", "y_s", "y_z"], ["y"], name="/enhancer/dq2")]
+    g = helper.make_graph(nodes, "dw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, hw, hw])], init)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    return path
+
+
+def test_a_fused_int8_conv_keeps_its_layer_kind(tmp_path):
+    path = _qdq_depthwise(tmp_path / "dw.onnx")
+    assert profile.graph_kinds(onnx.load(str(path))) == {"/enhancer/dw/Conv": "depthwise 3x3"}
+    p = profile.profile(path, runs=2)
+    assert "QLinearConv" in p["by_op_ms"], p["by_op_ms"]          # fused: the weight is not in the trace
+    assert "depthwise 3x3" in p["by_kind_ms"] and "conv (shape unknown)" not in p["by_kind_ms"], p["by_kind_ms"]
