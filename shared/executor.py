@@ -100,9 +100,9 @@ def local_workers(spec: dict) -> int:
     return max(1, cores // spec["cpus_per_cell"])
 
 
-def in_process(spec: dict) -> bool:
-    """Whether cells run in the stage's own process (objects they return need not cross processes)."""
-    return spec["kind"] == "local" and local_workers(spec) == 1
+def in_process(spec: dict, n_jobs: int) -> bool:
+    """Whether ``n_jobs`` cells run in the stage's own process (what they return need not cross processes)."""
+    return spec["kind"] == "local" and min(local_workers(spec), n_jobs) <= 1
 
 
 def attempt_counts(attempts: Path | None, n: int) -> list[int]:
@@ -122,7 +122,7 @@ def run_cells(fn: Callable, jobs: Sequence, spec: dict, log, attempts: Path | No
         attempts.mkdir(parents=True, exist_ok=True)
     markers = [str(attempts / f"{i}.attempts") if attempts is not None else None for i in range(len(jobs))]
     threads = spec["cpus_per_cell"]
-    if not jobs or in_process(spec):
+    if not jobs or in_process(spec, len(jobs)):
         return [_attempt(fn, job, m, threads) for job, m in zip(jobs, markers)]
     if spec["kind"] == "local":
         return _in_processes(fn, jobs, markers, threads, local_workers(spec), log)

@@ -43,13 +43,13 @@ def test_a_cell_computes_with_cpus_per_cell_threads_on_any_local_executor(tmp_pa
     torch = executor._torch()
     before = torch.get_num_threads() if torch else None
     one = {**LOCAL, "workers": 1}
-    assert executor.in_process(one)
+    assert executor.in_process(one, 2)
     assert executor.run_cells(threads_seen, [0, 1], one, None) == [("1", 1 if torch else None)] * 2
     assert (torch.get_num_threads() if torch else None) == before
     import os
     assert os.environ["JMMC_THREADS"] == "2"
     two = {**LOCAL, "workers": 2}
-    assert not executor.in_process(two)
+    assert not executor.in_process(two, 3) and executor.in_process(two, 1)   # one cell: no process to spawn
     assert executor.run_cells(threads_seen, [0, 1, 2], two, None, tmp_path / "p") == [("1", 1 if torch else None)] * 3
     assert executor.attempt_counts(tmp_path / "p", 3) == [1, 1, 1]
 

@@ -40,7 +40,8 @@ class CellJob:
 
 def jobs_for(cand, models_cells: dict[str, list[Cell]], fp32_bytes: dict[str, int], out: Path, dataset: Path,
              config: dict) -> list[CellJob]:
-    keep = executor.in_process(config["executor"])
+    n = sum(len(cells) for cells in models_cells.values())
+    keep = executor.in_process(config["executor"], n)
     return [CellJob(cand, name, cell, fp32_bytes[name], out, dataset, config, keep)
             for name, cells in models_cells.items() for cell in cells]
 

@@ -153,7 +153,7 @@ def _run_grid(ctx, r: Runner, cand, models_cells: dict, fp32_bytes: dict, data) 
     t0 = time.time()
     jobs = cellwork.jobs_for(cand, models_cells, fp32_bytes, ctx.out, data, ctx.config)
     spec = ctx.config["executor"]
-    fn = functools.partial(cellwork.ptq_cell, r=r) if executor.in_process(spec) else cellwork.ptq_cell
+    fn = functools.partial(cellwork.ptq_cell, r=r) if executor.in_process(spec, len(jobs)) else cellwork.ptq_cell
     attempts = ctx.out / ".cells" / folder_name(cand.name)
     results = executor.run_cells(fn, jobs, spec, ctx.log, attempts, cellwork.PACKAGE)
     retried = [f"{j.model}/{j.cell.name} ({n}x)" for j, n in zip(jobs, executor.attempt_counts(attempts, len(jobs)))
