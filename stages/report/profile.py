@@ -127,9 +127,11 @@ def profile(path: Path, input_range: float = 1.0, runs: int = 10, threads: int =
 
     from stages.report.onnx_cost import macs_by_prefix
     model = onnx.load(str(path))
-    out = summarise(events, runs, graph_kinds(model))
+    kinds = graph_kinds(model)
+    out = summarise(events, runs, kinds)
     out["threads"] = threads
     out["macs_by_model"] = macs_by_prefix(model, model_of)
+    out["macs_by_kind"] = macs_by_prefix(model, lambda name: kinds.get(name, "non-conv"))
     return out
 
 
@@ -186,8 +188,12 @@ def kinds_markdown(profiles: dict[str, dict]) -> list[str]:
     kinds = sorted({k for n in names for k in profiles[n]["by_kind_ms"]},
                    key=lambda k: -max(profiles[n]["by_kind_ms"].get(k, 0.0) for n in names))
     cols = [f"`{n}`" for n in names]
-    out = ["By layer kind (ms / frame, 1 thread):", "", "| layer kind | " + " | ".join(cols) + " |",
-           "|---|" + "---:|" * len(cols)]
+    out = ["By layer kind: ms / frame (1 thread) and achieved GMAC/s in brackets, one column per file:", "",
+           "| layer kind | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for k in kinds:
-        out.append(f"| {k} | " + " | ".join(f"{profiles[n]['by_kind_ms'].get(k, 0.0):.2f}" for n in names) + " |")
+        cells = []
+        for n in names:
+            ms, macs = profiles[n]["by_kind_ms"].get(k, 0.0), (profiles[n].get("macs_by_kind") or {}).get(k)
+            cells.append(f"{ms:.2f}" + (f" ({macs / ms / 1e6:.1f})" if macs and ms else ""))
+        out.append(f"| {k} | " + " | ".join(cells) + " |")
     return out + [""]

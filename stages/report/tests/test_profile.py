@@ -62,6 +62,8 @@ def test_layer_kinds_from_the_recorded_weight_shapes():
 def test_a_real_profile_has_layer_kinds(tmp_path):
     p = profile.profile(_chain(tmp_path / "c.onnx"), runs=2)
     assert any(k.startswith(("dense", "pointwise")) for k in p["by_kind_ms"]), p["by_kind_ms"]
+    assert p["macs_by_kind"] == {"dense 3x3": 16 * 16 * 8 * 3 * 9, "pointwise 1x1": 16 * 16 * 4 * 8}
+    assert "| dense 3x3 | " in profile.markdown({"c.onnx": p}, None) and "GMAC/s" in profile.markdown({"c.onnx": p}, None)
 
 
 def test_peak_is_measured():
