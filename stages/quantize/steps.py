@@ -188,7 +188,7 @@ def _model(ctx, r: Runner, cand: str, name: str, unit, fp32: dict, grid_cells: l
         qmodel = nncf_ptq.quantize(copy.deepcopy(unit), calib0, nncf_args)
         r.record(cand, name, "nncf:" + nncf_args["preset"], "W8A8", ctx.seed, qmodel, None, dummy, "nncf", fp32_bytes,
                  {"nncf": nncf_args},
-                 onnx_exporter=lambda p: {"onnx": str(nncf_ptq.export_onnx(qmodel, name, dummy, p.with_suffix(".onnx"), r.opset)),
+                 onnx_exporter=lambda p: {"onnx": nncf_ptq.export_onnx(qmodel, name, dummy, p.with_suffix(".onnx"), r.opset).name,
                                           **onnx_io.weight_bytes(p.with_suffix(".onnx"))})
     if cfg["inq"]["enabled"] and name in cfg["inq"]["models"]:
         _inq(ctx, r, cand, name, unit, dummy, fp32_bytes)
