@@ -178,11 +178,29 @@ def _check_workers(ray, package: str) -> list[str]:
     return [n["NodeManagerAddress"] for n in nodes]
 
 
+def _connect(ray, address: str, log, tries: int = 6, wait_s: float = 10.0) -> None:
+    """``ray.init`` over Ray Client, tried again while a just-started head cannot yet start the session's
+    client server (Ray answers ConnectionAbortedError "Starting Ray client server failed" then)."""
+    for i in range(tries):
+        try:
+            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+            return
+        except (ConnectionAbortedError, ConnectionError) as e:
+            if i == tries - 1:
+                raise ExecutorError(f"executor.address {address}: the Ray head did not accept a client after "
+                                    f"{tries} tries ({str(e).splitlines()[0]})") from None
+            if log:
+                log.warning("executor: Ray client connection refused (%s); again in %.0f s",
+                            str(e).splitlines()[0], wait_s)
+            ray.shutdown()
+            time.sleep(wait_s)
+
+
 def _on_ray(fn, jobs, markers, spec, log, package: str) -> list:
     _reachable(spec["address"])
     import ray
     from ray.exceptions import RayTaskError
-    ray.init(address=spec["address"], logging_level="WARNING", log_to_driver=False)
+    _connect(ray, spec["address"], log)
     try:
         workers = _check_workers(ray, package)
         log.info("executor ray (%s): %d cells on %d workers (%s), %d retries each", spec["address"], len(jobs),

@@ -68,3 +68,22 @@ def test_a_failing_cell_in_a_spawned_process_raises_its_own_error():
 
 def reciprocal(x):
     return 1 / x
+
+
+def test_a_head_that_is_not_ready_yet_is_tried_again():
+    class FakeRay:
+        def __init__(self, fails):
+            self.fails, self.calls = fails, 0
+
+        def init(self, **kw):
+            self.calls += 1
+            if self.calls <= self.fails:
+                raise ConnectionAbortedError("Initialization failure from server:\nStarting Ray client server failed")
+
+        def shutdown(self):
+            pass
+    ok = FakeRay(2)
+    executor._connect(ok, "ray://h:10001", None, tries=3, wait_s=0)
+    assert ok.calls == 3
+    with pytest.raises(executor.ExecutorError, match="did not accept a client after 2 tries"):
+        executor._connect(FakeRay(5), "ray://h:10001", None, tries=2, wait_s=0)
