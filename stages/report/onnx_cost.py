@@ -61,7 +61,8 @@ def weight_bytes(model) -> int:
                for t in weight_initializers(model))
 
 
-def _shapes(model) -> dict[str, list[int]]:
+def tensor_shapes(model) -> dict[str, list[int]]:
+    """Every tensor's inferred shape (initializers included; symbolic dims as 1)."""
     import onnx
     from onnx import shape_inference
     m = onnx.ModelProto()
@@ -84,7 +85,13 @@ def _shapes(model) -> dict[str, list[int]]:
     return shapes
 
 
-def _attr(node, name, default):
+def conv_weight(node, shapes: dict[str, list[int]]) -> list[int] | None:
+    """The weight shape of a Conv / QLinearConv / ConvTranspose node (through its DequantizeLinear)."""
+    w_idx = 3 if node.op_type == "QLinearConv" else 1
+    return shapes.get(node.input[w_idx]) if len(node.input) > w_idx else None
+
+
+def node_attr(node, name, default):
     for a in node.attribute:
         if a.name == name:
             return a.i if a.type == a.INT else list(a.ints)
@@ -94,8 +101,7 @@ def _attr(node, name, default):
 def node_macs(node, shapes: dict[str, list[int]]) -> int:
     op = node.op_type
     if op in CONV_OPS or op == "ConvTranspose":
-        w_idx = 3 if op == "QLinearConv" else 1
-        w = shapes.get(node.input[w_idx]) if len(node.input) > w_idx else None
+        w = conv_weight(node, shapes)
         x = shapes.get(node.input[0])
         y = shapes.get(node.output[0])
         if not w:
@@ -109,19 +115,20 @@ def node_macs(node, shapes: dict[str, list[int]]) -> int:
         a, y = shapes.get(node.input[a_idx]), shapes.get(node.output[0])
         if not a or not y:
             return 0
-        k = a[-2] if (op == "Gemm" and _attr(node, "transA", 0)) else a[-1]
+        k = a[-2] if (op == "Gemm" and node_attr(node, "transA", 0)) else a[-1]
         return _numel(y) * k
     return 0
 
 
 def count_macs(model) -> int:
-    shapes = _shapes(model)
+    shapes = tensor_shapes(model)
     return int(sum(node_macs(n, shapes) for n in model.graph.node))
 
 
-def macs_by_prefix(model, group) -> dict[str, int]:
-    """MACs summed by ``group(node name)`` (e.g. the model a pipeline node belongs to)."""
-    shapes, out = _shapes(model), {}
+def macs_by_prefix(model, group, shapes: dict[str, list[int]] | None = None) -> dict[str, int]:
+    """MACs summed by ``group(node name)`` (e.g. the model a pipeline node belongs to); ``shapes``:
+    :func:`tensor_shapes` of ``model`` when the caller has them already."""
+    shapes, out = shapes or tensor_shapes(model), {}
     for n in model.graph.node:
         m = node_macs(n, shapes)
         if m:

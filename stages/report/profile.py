@@ -33,9 +33,16 @@ def model_of(node_name: str) -> str:
     return head if head in MODELS else "other"
 
 
-def _shapes(args: dict) -> list[list[int]]:
+def _event_shapes(args: dict) -> list[list[int]]:
     """The input shapes of a profiled node (``input_type_shape``: [{dtype: shape}, ...])."""
     return [next(iter(d.values()), []) if isinstance(d, dict) else [] for d in args.get("input_type_shape", [])]
+
+
+def conv_kind(w: list[int], depthwise: bool) -> str:
+    """``depthwise kxk``, ``pointwise 1x1`` or ``dense kxk`` of a conv with weight shape ``w``."""
+    if depthwise:
+        return f"depthwise {w[2]}x{w[3]}"
+    return "pointwise 1x1" if w[2:] == [1, 1] else f"dense {w[2]}x{w[3]}"
 
 
 def kind_of(args: dict) -> str:
@@ -46,41 +53,27 @@ def kind_of(args: dict) -> str:
         return "transposed conv"
     if "Conv" not in op:
         return "non-conv"
-    w = next((s for s in _shapes(args)[1:] if len(s) == 4), None)
+    w = next((list(s) for s in _event_shapes(args)[1:] if len(s) == 4), None)
     if w is None:
         return "conv (shape unknown)"
-    x = _shapes(args)[0]
-    kh, kw = w[2], w[3]
-    if w[1] == 1 and len(x) == 4 and x[1] > 1:
-        return f"depthwise {kh}x{kw}"
-    return "pointwise 1x1" if (kh, kw) == (1, 1) else f"dense {kh}x{kw}"
+    x = _event_shapes(args)[0]
+    return conv_kind(w, w[1] == 1 and len(x) == 4 and x[1] > 1)
 
 
-def graph_kinds(model) -> dict[str, str]:
-    """{node name: layer kind} of the Conv / ConvTranspose nodes of an ONNX graph (QDQ included: the
-    weight's shape is read through its DequantizeLinear). ONNX Runtime's fused int8 convs drop the
-    weight from what the profile records, but keep the original node's name."""
-    from onnx import numpy_helper
-    inits = {t.name: list(t.dims) for t in model.graph.initializer}
-    producer = {o: n for n in model.graph.node for o in n.output}
+def graph_kinds(model, shapes: dict[str, list[int]]) -> dict[str, str]:
+    """{node name: layer kind} of the conv nodes of an ONNX graph (``shapes``: ``onnx_cost.tensor_shapes``,
+    which carry a QDQ weight's shape through its DequantizeLinear). ONNX Runtime's fused int8 convs
+    drop the weight from what the profile records, but keep the original node's name."""
+    from stages.report.onnx_cost import conv_weight, node_attr
     out = {}
     for n in model.graph.node:
-        if n.op_type not in ("Conv", "ConvTranspose") or not n.name or len(n.input) < 2:
+        if not n.name or n.op_type not in ("Conv", "QLinearConv", "ConvTranspose"):
             continue
-        w, src = inits.get(n.input[1]), producer.get(n.input[1])
-        if w is None and src is not None and src.op_type == "DequantizeLinear":
-            w = inits.get(src.input[0])
-            if w is None:
-                c = producer.get(src.input[0])
-                vals = [a.t for a in (c.attribute if c is not None and c.op_type == "Constant" else []) if a.name == "value"]
-                w = list(numpy_helper.to_array(vals[0]).shape) if vals else None
-        attrs = {a.name: a for a in n.attribute}
-        group = attrs["group"].i if "group" in attrs else 1
+        w = conv_weight(n, shapes)
         if n.op_type == "ConvTranspose":
             out[n.name] = "transposed conv"
         elif w is not None and len(w) == 4:
-            out[n.name] = (f"depthwise {w[2]}x{w[3]}" if group > 1 and w[1] == 1 else
-                           "pointwise 1x1" if w[2:] == [1, 1] else f"dense {w[2]}x{w[3]}")
+            out[n.name] = conv_kind(w, node_attr(n, "group", 1) > 1 and w[1] == 1)
     return out
 
 
@@ -125,13 +118,14 @@ def profile(path: Path, input_range: float = 1.0, runs: int = 10, threads: int =
         events = json.loads(Path(trace).read_text())
     import onnx
 
-    from stages.report.onnx_cost import macs_by_prefix
+    from stages.report.onnx_cost import macs_by_prefix, tensor_shapes
     model = onnx.load(str(path))
-    kinds = graph_kinds(model)
+    shapes = tensor_shapes(model)       # one shape inference for the kinds and both MAC groupings
+    kinds = graph_kinds(model, shapes)
     out = summarise(events, runs, kinds)
     out["threads"] = threads
-    out["macs_by_model"] = macs_by_prefix(model, model_of)
-    out["macs_by_kind"] = macs_by_prefix(model, lambda name: kinds.get(name, "non-conv"))
+    out["macs_by_model"] = macs_by_prefix(model, model_of, shapes)
+    out["macs_by_kind"] = macs_by_prefix(model, lambda name: kinds.get(name, "non-conv"), shapes)
     return out
 
 

@@ -90,7 +90,9 @@ def _qdq_depthwise(path, c=8, hw=32):
 
 def test_a_fused_int8_conv_keeps_its_layer_kind(tmp_path):
     path = _qdq_depthwise(tmp_path / "dw.onnx")
-    assert profile.graph_kinds(onnx.load(str(path))) == {"/enhancer/dw/Conv": "depthwise 3x3"}
+    from stages.report.onnx_cost import tensor_shapes
+    model = onnx.load(str(path))
+    assert profile.graph_kinds(model, tensor_shapes(model)) == {"/enhancer/dw/Conv": "depthwise 3x3"}
     p = profile.profile(path, runs=2)
     assert "QLinearConv" in p["by_op_ms"], p["by_op_ms"]          # fused: the weight is not in the trace
     assert "depthwise 3x3" in p["by_kind_ms"] and "conv (shape unknown)" not in p["by_kind_ms"], p["by_kind_ms"]
