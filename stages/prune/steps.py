@@ -20,12 +20,13 @@ import zlib
 
 import torch
 
+from shared import executor
 from shared.config import REPO, ConfigError
 from shared.data import DataError, load_split, to_float
 from shared.evaluation import Protocol, evaluate_detection
 from shared.selection import check_selection_split
 from shared.models import build_models
-from stages.prune import measure, table, variants
+from stages.prune import cells, measure, table, variants
 from shared.edgy import load_edgy
 
 
@@ -141,14 +142,15 @@ def run(ctx) -> dict:
         results["fp32"]["row"].update(bytes=len(data), bytes_deflate=len(zlib.compress(data, 6)))
     rows = [{**results["fp32"]["row"], "mode": "fp32", "ratio": 0.0, "weight_sparsity": 0.0}]
     recorded, budget, aliases = {}, None, {}
+    built = _run_cells(ctx, [j for j in jobs if j["kind"] not in ("recorded", "budget")], train_dir, vdir)
     for job in jobs:
         if job["kind"] == "recorded":
             recorded[job["name"]] = job["edgy"]
             log.info("%s: %s", job["name"], job["edgy"]["note"])
             continue
-        torch.manual_seed(ctx.seed)
-        t0 = time.time()
         if job["kind"] == "budget":
+            torch.manual_seed(ctx.seed)
+            t0 = time.time()
             model, info = run_budget(job, fp32, env, ctx.input("dataset"), proto)
             budget = info["budget"]
             if model is None:
@@ -161,11 +163,15 @@ def run(ctx) -> dict:
                     "ratio": info["ratio"], "importance": job["importance"], "alias": "twin"})
             job = {**job, "name": f"joint_budget_{variants.tag(info['ratio'])}", "ratio": info["ratio"],
                    "alias": "budget"}
-        else:
-            model, info = build(job, fp32, env)
-        info = {**info, "seconds": round(time.time() - t0, 1), **({"edgy": job["edgy"]} if "edgy" in job else {})}
-        res = measure.measure(job["name"], model, test, proto, size, vdir / job["name"], opset, probe, info,
-                              per_model=cfg["export"]["per_model"])
+            info = {**info, "seconds": round(time.time() - t0, 1)}
+            res = measure.measure(job["name"], model, test, proto, size, vdir / job["name"], opset, probe, info,
+                                  per_model=cfg["export"]["per_model"])
+        elif job["name"] in built:
+            res = built[job["name"]]
+        else:   # the budget's twin, planned once the search has answered
+            res = cells.variant_cell(cells.VariantJob(job, train_dir, ctx.input("dataset"), vdir / job["name"],
+                                                      ctx.config))
+        info = {k: v for k, v in res.items() if k not in ("row", "cost", "eval", "onnx")}
         results[job["name"]] = res
         if "alias" in job:
             aliases[job["alias"]] = job["name"]
@@ -183,6 +189,21 @@ def run(ctx) -> dict:
     (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
     return {"metrics": {"table": metrics["table"], "benchmark": metrics["benchmark"], "edgy_recorded": recorded,
                         "budget": budget, "aliases": aliases}}
+
+
+def _run_cells(ctx, jobs: list[dict], train_dir, vdir) -> dict[str, dict]:
+    """The independent variants, side by side on the local executor (stages/prune/cells.py):
+    {name: metrics}.  Each cell computes with ``executor.cpus_per_cell`` threads wherever it runs."""
+    if not jobs:
+        return {}
+    spec = cells.local_spec(ctx.config["executor"], ctx.log)
+    t0 = time.time()
+    cell_jobs = [cells.VariantJob(j, train_dir, ctx.input("dataset"), vdir / j["name"], ctx.config) for j in jobs]
+    out = executor.run_cells(cells.variant_cell, cell_jobs, spec, ctx.log, package=cells.__name__.rsplit(".", 1)[0])
+    ctx.log.info("%d variants in %.0f s (%d at once, %d thread(s) each)", len(jobs), time.time() - t0,
+                 1 if executor.in_process(spec, len(jobs)) else min(executor.local_workers(spec), len(jobs)),
+                 spec["cpus_per_cell"])
+    return {j["name"]: res for j, res in zip(jobs, out)}
 
 
 def benchmark(rows: list[dict]) -> dict:

@@ -1,7 +1,6 @@
 """esp stage tests: repo root on sys.path, a tiny dataset on disk, tiny exported models."""
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -13,29 +12,14 @@ REPO = Path(__file__).resolve().parents[3]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from shared import tiny_data  # noqa: E402
 from shared.config import _read_yaml, defaults  # noqa: E402
 
 SIZE = 32
 
 
 def write_split(root: Path, split: str, n: int, rng) -> None:
-    import cv2
-    d = root / split
-    d.mkdir(parents=True, exist_ok=True)
-    recs = []
-    for i in range(n):
-        clean = rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
-        imgs = {}
-        for v, scale in (("0", 1.0), ("1", 0.3), ("2", 0.1), ("0_noisy", 1.0), ("1_noisy", 0.3)):
-            img = (clean * scale).astype(np.uint8)
-            if "noisy" in v:
-                img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
-            name = f"{i}_{v}.png"
-            cv2.imwrite(str(d / name), img)
-            imgs[v] = name
-        recs.append({"images": imgs, "faces": [{"box": [4.0, 4.0, 20.0, 24.0],
-                                                "landmarks": [[8, 10], [16, 10], [12, 14], [9, 18], [15, 18]]}]})
-    (d / "index.json").write_text(json.dumps(recs))
+    tiny_data.write_split(root, split, n, rng, SIZE)
 
 
 @pytest.fixture(scope="session")
