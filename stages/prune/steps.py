@@ -25,7 +25,6 @@ from shared.config import REPO, ConfigError
 from shared.data import DataError, load_split, to_float
 from shared.evaluation import Protocol, evaluate_detection
 from shared.selection import check_selection_split
-from shared.models import build_models
 from stages.prune import cells, measure, table, variants
 from shared.edgy import load_edgy
 

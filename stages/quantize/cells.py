@@ -39,9 +39,10 @@ class CellJob:
 
 
 def jobs_for(cand, models_cells: dict[str, list[Cell]], fp32_bytes: dict[str, int], out: Path, dataset: Path,
-             config: dict) -> list[CellJob]:
+             config: dict, spec: dict) -> list[CellJob]:
+    """The cells of a candidate's units, to run on the executor ``spec``."""
     n = sum(len(cells) for cells in models_cells.values())
-    keep = executor.in_process(config["executor"], n)
+    keep = executor.in_process(spec, n)
     return [CellJob(cand, name, cell, fp32_bytes[name], out, dataset, config, keep)
             for name, cells in models_cells.items() for cell in cells]
 

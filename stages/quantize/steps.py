@@ -14,26 +14,22 @@ Outputs (``<run>/quantize/``):
   metrics.json                              every row + selection, intervals, benchmark, provenance
   manifest.json "artifacts"                 one record per ONNX file above (``Runner.describe``)
 ``<folder>`` is the candidate name made filesystem-safe (``methods.folder_name``).
+
+Each candidate is one job (stages/quantize/candidate.py): several run side by side on the local
+executor when it has the workers, each with its PTQ grid inside; otherwise they run one after
+another here and their grid cells are the executor's cells (spawned processes or Ray tasks).
+The latency benchmark runs here, after them, with nothing else computing.
 """
 from __future__ import annotations
 
-import copy
-import functools
 import json
 import shutil
-import time
 
-import torch
-
-from shared import calibration, executor, units
-from shared.evaluation import Protocol, accuracy_mode, as_fn, ort_session
+from shared import calibration, executor
+from shared.evaluation import Protocol, accuracy_mode, as_fn
 from shared.ort_runtime import cpu_int8_features
-from stages.quantize import aimet_ptq, candidates, grid, inq, measure, nncf_ptq, onnx_io, table
-from stages.quantize import cells as cellwork
-from stages.quantize.grid import Cell
-from stages.quantize.methods import (REPORTED, SELECT, Runner, chained_onnx, choose, folder_name, make_runner,
-                                     row_key, selection_record)
-from stages.quantize.qat import qat
+from stages.quantize import candidate, candidates, grid, nncf_ptq, onnx_io, table
+from stages.quantize.methods import REPORTED, SELECT, folder_name, make_runner
 
 
 def run(ctx) -> dict:
@@ -52,52 +48,29 @@ def run(ctx) -> dict:
         folders[f] = cand.name
     data = ctx.input("dataset")
     proto = Protocol.from_config(ctx.config)
-    r = make_runner(ctx.out, data, ctx.config, ctx)   # Runner.add records each row's ONNX file (ctx.artifact)
+    r = make_runner(ctx.out, data, ctx.config, ctx)
     nncf_args = nncf_ptq.from_edgy(cfg["nncf"]["config"], cfg["nncf"]["subset_size"]) if cfg["nncf"]["enabled"] else None
+    outer, inner = spread(ctx.config["executor"], len(cands))
+    jobs = [candidate.job_for(ctx, cand, grid.check_models(list(cand.models)) if cand.models else models, cells,
+                              nncf_args, data, inner) for cand in cands]   # a candidate's own model list wins
+    if not executor.in_process(outer, len(jobs)):
+        log.info("%d candidates side by side, each with its PTQ grid inside", len(jobs))
+    results = executor.run_cells(candidate.run_candidate, jobs, outer, log, package=candidate.__name__.rsplit(".", 1)[0])
+    shutil.rmtree(ctx.out / ".cells", ignore_errors=True)   # the grid cells' attempt markers
     bench, joint, vs_fp32, selection, prov, ran = {}, {}, {}, {}, {}, {}
-    for cand in cands:
-        t0 = time.time()
-        pipe = candidates.load(cand)
-        r.upstream = {n: as_fn(candidates.unit(pipe, n)) for n in ("enhancer", "denoiser")}  # calibration: chain
-        prov[cand.name] = _provenance(ctx, cand, pipe)
-        cmodels = grid.check_models(list(cand.models)) if cand.models else models  # the entry's own list wins
-        log.info("candidate %s (%s, made by %s): %d models x %d PTQ cells", cand.name, cand.root,
-                 prov[cand.name]["made_by"], len(cmodels), len(cells))
-        best, qat_paths, qat_mods = {}, {}, {}
-        fp32 = {name: _fp32(ctx, r, cand.name, name, candidates.unit(pipe, name)) for name in cmodels}
-        grid_cells, ran[cand.name] = _run_grid(ctx, r, cand, {n: grid.cells_for(cells, cfg["ptq"], n) for n in cmodels},
-                               {n: f["fp32_bytes"] for n, f in fp32.items()}, data)
-        for name in cmodels:
-            best[name] = _model(ctx, r, cand.name, name, candidates.unit(pipe, name), fp32[name],
-                                grid_cells[name], nncf_args)
-            if best[name]:
-                selection.setdefault(cand.name, {})[name] = best[name]["selection"]
-            if cfg["qat"]["enabled"] and name != "pipeline" and best[name]:
-                qat_mods[name], qat_paths[name] = _qat(ctx, r, cand.name, name, best[name])
-        if cfg["joint"]["enabled"] and "pipeline" in cmodels and best.get("pipeline"):
-            joint[cand.name] = _joint(ctx, r, cand.name, pipe, best["pipeline"], qat_mods, qat_paths)
-        if best.get("pipeline"):
-            vs_fp32[cand.name] = _int8_vs_fp32(ctx, r, cand.name)
-            calib = [b.numpy() for b in r.calib("pipeline", ctx.seed, 1, cfg["bench"]["ort_calibration_images"])]
-            stem = ctx.out / folder_name(cand.name) / "pipeline"
-            ref = onnx_io.ort_static_int8(stem / "fp32.onnx", calib,
-                                          ctx.out / ".bench" / f"{folder_name(cand.name)}_ort_int8.onnx")
-            bench[cand.name] = {**onnx_io.bench_pair(stem / "fp32.onnx", ctx.out / best["pipeline"]["row"]["onnx_file"],
-                                                     calib[0], cfg["bench"]["runs"], ref),
-                                # this candidate's FP32 (a pruned candidate: its own pruned widths)
-                                "fp32_bytes": onnx_io.weight_bytes(stem / "fp32.onnx"),
-                                # the rows are measured in accuracy_mode (exact: fused + x64quantprecision, the
-                                # biases canonical); "fast" is what a default session (no option) scores
-                                "int8_accuracy_mode": accuracy_mode(ctx.out / best["pipeline"]["row"]["onnx_file"]),
-                                "int8_fused_kernels_eval": {"fast": measure.evaluate(
-                                    ort_session(ctx.out / best["pipeline"]["row"]["onnx_file"], mode="fast"),
-                                    "pipeline", r.test, r.proto)},
-                                "cpu": cpu_int8_features(),
-                                "split": REPORTED, "int8_selected_on": SELECT,
-                                "int8_bytes": best["pipeline"]["row"]["export"], "int8_variant": best["pipeline"]["row"]["method"]}
+    for cand, res in zip(cands, results):
+        r.rows.extend(res["rows"])
+        files = {a["file"] for a in res["artifacts"]}
+        ctx.artifacts[:] = [a for a in ctx.artifacts if a["file"] not in files] + res["artifacts"]
+        prov[cand.name], ran[cand.name] = res["provenance"], res["ran"]
+        if res["selection"]:
+            selection[cand.name] = res["selection"]
+        if "joint" in res:
+            joint[cand.name] = res["joint"]
+        if res["best_pipeline"]:
+            vs_fp32[cand.name] = res["vs_fp32"]
+            bench[cand.name] = _bench(ctx, r, cand, res["best_pipeline"], res["fast_eval"])
             log.info("latency %s: %s", cand.name, json.dumps(bench[cand.name]["1_thread"]))
-        r.forget(cand.name)
-        log.info("candidate %s done in %.1f s", cand.name, time.time() - t0)
     summary = table.write(r.rows, ctx.out)
     metrics = {"rows": r.rows, "summary": summary, "benchmark": bench, "joint_vs_independent": joint,
                "int8_vs_fp32": vs_fp32, "selection": selection, "candidates": prov,
@@ -105,187 +78,42 @@ def run(ctx) -> dict:
                           "n_images": {"test": _n(r.test, proto), "val": _n(r.val, proto)}},
                "grid": [c.name for c in cells], "executor": ran,   # where the cells ran (results do not depend on it)
                # shared/calibration.py; each PTQ cell draws its images with its own seed (cells' names end _s<seed>)
-               "calibration": calibration.describe(ctx.config["calibration"], len(r.calib_split), ctx.seed), "max_sim_onnx_gap": max((x["max_gap"] for x in r.rows), default=0.0)}
+               "calibration": calibration.describe(ctx.config["calibration"], len(r.calib_split), ctx.seed),
+               "max_sim_onnx_gap": max((x["max_gap"] for x in r.rows), default=0.0)}
     (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     return {"metrics": {k: v for k, v in metrics.items() if k != "rows"}}
 
 
+def spread(spec: dict, n_cands: int) -> tuple[dict, dict]:
+    """(where the candidates run, where each one's PTQ cells run): the candidates side by side when the
+    local executor has several workers and there are several candidates, their cells then inside
+    them; else the candidates here, one by one, and their cells on ``spec``.  Worker counts are
+    resolved now, before a candidate's thread limit would make 0 mean one."""
+    local = {**spec, "workers": executor.local_workers(spec)} if spec["kind"] == "local" else spec
+    if spec["kind"] == "local" and n_cands > 1 and local["workers"] > 1:
+        return local, {**local, "workers": 1}
+    return {"kind": "local", "workers": 1, "cpus_per_cell": spec["cpus_per_cell"]}, local
+
+
+def _bench(ctx, r, cand, best_row: dict, fast_eval: dict) -> dict:
+    """Latency of the candidate's FP32 and best INT8 pipeline files (and ONNX Runtime's own static INT8
+    of the FP32 file), timed here with nothing else running."""
+    cfg = ctx.cfg
+    pipe = candidates.load(cand)
+    r.upstream = {n: as_fn(candidates.unit(pipe, n)) for n in ("enhancer", "denoiser")}   # calibration: chain
+    calib = [b.numpy() for b in r.calib("pipeline", ctx.seed, 1, cfg["bench"]["ort_calibration_images"])]
+    stem = ctx.out / folder_name(cand.name) / "pipeline"
+    int8 = ctx.out / best_row["onnx_file"]
+    ref = onnx_io.ort_static_int8(stem / "fp32.onnx", calib, ctx.out / ".bench" / f"{folder_name(cand.name)}_ort_int8.onnx")
+    return {**onnx_io.bench_pair(stem / "fp32.onnx", int8, calib[0], cfg["bench"]["runs"], ref),
+            # this candidate's FP32 (a pruned candidate: its own pruned widths)
+            "fp32_bytes": onnx_io.weight_bytes(stem / "fp32.onnx"),
+            # the rows are measured in accuracy_mode (exact: fused + x64quantprecision, the biases
+            # canonical); "fast" is what a default session (no option) scores
+            "int8_accuracy_mode": accuracy_mode(int8), "int8_fused_kernels_eval": {"fast": fast_eval},
+            "cpu": cpu_int8_features(), "split": REPORTED, "int8_selected_on": SELECT,
+            "int8_bytes": best_row["export"], "int8_variant": best_row["method"]}
+
+
 def _n(split, proto) -> int:
     return len(split) if proto.limit is None else min(proto.limit, len(split))
-
-
-def _provenance(ctx, cand, pipe) -> dict:
-    """Where a candidate came from: its bundle's ``made_by`` (a pruned bundle says how it was pruned)
-    and the parameter count of each part as loaded (pruned widths, not the base config's)."""
-    from shared.models.bundle import is_bundle, read_record
-    try:
-        where = str(cand.root.relative_to(ctx.run_dir))
-    except (AttributeError, ValueError):
-        where = str(cand.root)
-    out = {"stage": cand.stage, "kind": cand.kind, "role": cand.role, "folder": folder_name(cand.name), "dir": where,
-           "params": {p: int(sum(t.numel() for t in getattr(pipe, p).parameters())) for p in candidates.PARTS}}
-    if is_bundle(cand.root):
-        rec = read_record(cand.root)
-        out.update(format=rec["format"], made_by=rec["made_by"])
-    else:
-        out.update(format="models.json", made_by={"stage": cand.stage, "kind": cand.kind,
-                                                  "note": "no bundle.json: a train output in the models.json format"})
-    return out
-
-
-def _fp32(ctx, r: Runner, cand: str, name: str, unit) -> dict:
-    """The candidate's own FP32 export of a unit (its bytes are what the INT8 rows compare with) and
-    its row, measured now and added with the unit's other rows (:func:`_model`)."""
-    dummy = r.calib(name, ctx.seed, r.proto.batch)[0][:1]
-    fp32_path = onnx_io.export_fp32(unit, name, dummy, ctx.out / folder_name(cand) / name / "fp32.onnx", r.opset)
-    fp32_bytes = onnx_io.weight_bytes(fp32_path)["weight_bytes"]
-    sim_m, _, sim_dets = r.measure(unit, name, selectable=False)
-    onnx_m, _, onnx_dets = r.measure(fp32_path, name, selectable=False)
-    row = {"candidate": cand, "model": name, "method": "fp32", "bits": "FP32", "seed": ctx.seed, "split": REPORTED,
-           "sim": sim_m, "onnx": onnx_m, "max_gap": measure.max_gap(measure.gap(sim_m, onnx_m)),
-           "fp32_bytes": fp32_bytes, "int8_bytes": None, "onnx_file": str(fp32_path.relative_to(ctx.out))}
-    return {"dummy": dummy, "fp32_bytes": fp32_bytes, "row": (row, sim_dets, onnx_dets)}
-
-
-def _run_grid(ctx, r: Runner, cand, models_cells: dict, fp32_bytes: dict, data) -> dict[str, list]:
-    """Every PTQ cell of a candidate's units, on the configured executor (shared/executor.py):
-    ({unit: [(job, result), ...]} in grid order, what ran where)."""
-    t0 = time.time()
-    jobs = cellwork.jobs_for(cand, models_cells, fp32_bytes, ctx.out, data, ctx.config)
-    spec = ctx.config["executor"]
-    fn = functools.partial(cellwork.ptq_cell, r=r) if executor.in_process(spec, len(jobs)) else cellwork.ptq_cell
-    attempts = ctx.out / ".cells" / folder_name(cand.name)
-    results = executor.run_cells(fn, jobs, spec, ctx.log, attempts, cellwork.PACKAGE)
-    retried = [f"{j.model}/{j.cell.name} ({n}x)" for j, n in zip(jobs, executor.attempt_counts(attempts, len(jobs)))
-               if n > 1]
-    if retried:
-        ctx.log.warning("executor: cells run again after a lost worker: %s", ", ".join(retried))
-    shutil.rmtree(ctx.out / ".cells", ignore_errors=True)
-    out: dict[str, list] = {n: [] for n in models_cells}
-    for job, res in zip(jobs, results):
-        out[job.model].append((job, res))
-    return out, {"kind": spec["kind"], "cells": len(jobs), "seconds": round(time.time() - t0, 1), "retried": retried}
-
-
-def _model(ctx, r: Runner, cand: str, name: str, unit, fp32: dict, grid_cells: list, nncf_args) -> dict | None:
-    """A unit's rows in order (FP32, the PTQ cells, NNCF, INQ); the W8A8 cell chosen on val, with its sim."""
-    cfg = ctx.cfg
-    dummy, fp32_bytes = fp32["dummy"], fp32["fp32_bytes"]
-    calib0 = r.calib(name, ctx.seed, r.proto.batch)
-    r.add(*fp32["row"])
-    best, considered = None, []
-    for job, res in grid_cells:
-        row = r.add(res["row"], res["sim_dets"], res["onnx_dets"])
-        if job.cell.bits == "W8A8":   # chosen on val (sim_val), never on the reported test figures
-            entry = {"row": row, "cell": job.cell, "dummy": dummy, "job": job, "sim": res["sim"]}
-            considered.append({"row": row})
-            best = entry if best is None else choose(name, [best, entry], SELECT)
-    if best is not None:
-        best["selection"] = selection_record(name, best, considered, SELECT)
-        if best["sim"] is None:    # the cell ran on a Ray worker: its sim is rebuilt here to continue from
-            best["sim"] = cellwork.rebuild_sim(best["job"], r)
-    if nncf_args is not None and name in cfg["nncf"]["models"]:
-        qmodel = nncf_ptq.quantize(copy.deepcopy(unit), calib0, nncf_args)
-        r.record(cand, name, "nncf:" + nncf_args["preset"], "W8A8", ctx.seed, qmodel, None, dummy, "nncf", fp32_bytes,
-                 {"nncf": nncf_args},
-                 onnx_exporter=lambda p: {"onnx": nncf_ptq.export_onnx(qmodel, name, dummy, p.with_suffix(".onnx"), r.opset).name,
-                                          **onnx_io.weight_bytes(p.with_suffix(".onnx"))})
-    if cfg["inq"]["enabled"] and name in cfg["inq"]["models"]:
-        _inq(ctx, r, cand, name, unit, dummy, fp32_bytes)
-    return best
-
-
-def _qat(ctx, r: Runner, cand: str, name: str, best: dict):
-    """Single-shot QAT from the best W8A8 PTQ sim (a copy: the PTQ row stays as measured)."""
-    sim = best["sim"]
-    hist = qat(sim, name, r.train, ctx.cfg["qat"], r.proto.variant, ctx.seed, ctx.log)
-    row = r.record(cand, name, f"qat({best['cell'].method})", "W8A8", best["cell"].seed, sim.model, sim,
-                   best["dummy"], "qat", best["row"]["fp32_bytes"], {"history": hist})
-    return sim.model, ctx.out / row["onnx_file"]
-
-
-def _joint(ctx, r: Runner, cand: str, pipe, best: dict, qat_mods: dict, qat_paths: dict) -> dict:
-    """JMMC joint QAT of the pipeline sim vs the independently QAT'd models chained; ``ap_diff``:
-    AP(joint) - AP(independent) of the ONNX files on the test images, paired bootstrap 95 % interval
-    (``ap_diff_sim``: the same for the torch simulations)."""
-    jc = ctx.cfg["joint"]
-    sim = best["sim"]
-    hist = qat(sim, "pipeline", r.train, jc, r.proto.variant, ctx.seed, ctx.log,
-               {"w_det": jc["w_det"], "w_den": jc["w_den"], "w_lle": jc["w_lle"]})
-    jrow = r.record(cand, "pipeline", "joint_qat", "W8A8", best["cell"].seed, sim.model, sim, best["dummy"],
-                    "joint_qat", best["row"]["fp32_bytes"], {"history": hist})
-    out = {"split": REPORTED, "ptq_best": best["row"]["sim"], "ptq_best_cell": best["cell"].name,
-           "ptq_best_selected_on": SELECT, "joint_qat": jrow["sim"], "joint_qat_onnx": jrow["onnx"]}
-    if all(k in qat_mods for k in ("enhancer", "denoiser", "detector")):
-        from shared.models.pipeline import Pipeline
-        chain = Pipeline(qat_mods["enhancer"], qat_mods["denoiser"], qat_mods["detector"], swap_rb=pipe.swap_rb,
-                         clamp=pipe.clamp, pixel_scale=getattr(pipe, "pixel_scale", 255.0)).eval()
-        fn = chained_onnx(qat_paths["enhancer"], qat_paths["denoiser"], qat_paths["detector"])
-        sim_m, sim_val, sim_dets = r.measure(chain, "pipeline")
-        onnx_m, _, onnx_dets = r.measure(fn, "pipeline", selectable=False)
-        g = measure.gap(sim_m, onnx_m)
-        irow = r.add({"candidate": cand, "model": "pipeline", "method": "independent_qat_chained", "bits": "W8A8",
-                      "seed": ctx.seed, "split": REPORTED, "sim": sim_m, "onnx": onnx_m, "sim_val": sim_val, "gap": g,
-                      "max_gap": measure.max_gap(g), "int8_bytes": None, "fp32_bytes": best["row"]["fp32_bytes"],
-                      "onnx_file": "chain of the three qat.onnx"}, sim_dets, onnx_dets)
-        out.update(independent_qat=sim_m, independent_qat_onnx=onnx_m)
-        a, b = r.dets[row_key(jrow)], r.dets[row_key(irow)]
-        nb = ctx.cfg["intervals"]["n_boot"]
-        out["ap_diff"] = {"a": "joint_qat", "b": "independent_qat_chained", "system": "onnx",
-                          **measure.ap_diff(a["onnx"], b["onnx"], r.test, r.proto, nb, ctx.seed)}
-        out["ap_diff_sim"] = {"a": "joint_qat", "b": "independent_qat_chained", "system": "sim",
-                              **measure.ap_diff(a["sim"], b["sim"], r.test, r.proto, nb, ctx.seed)}
-        ctx.log.info("%s joint - independent AP (onnx, test): %.4f [%.4f, %.4f]", cand, out["ap_diff"]["value"],
-                     out["ap_diff"]["lo"], out["ap_diff"]["hi"])
-    else:
-        ctx.log.warning("joint vs independent: needs enhancer, denoiser and detector in quantize.models with qat")
-    return out
-
-
-def _int8_vs_fp32(ctx, r: Runner, cand: str) -> dict:
-    """The best INT8 pipeline of a candidate (chosen on val among every W8A8 pipeline row) vs its FP32
-    pipeline on the test images: AP intervals and the paired interval of AP(int8) - AP(fp32)."""
-    rows = [x for x in r.rows if x["candidate"] == cand and x["model"] == "pipeline" and row_key(x) in r.dets]
-    fp32 = next(x for x in rows if x["method"] == "fp32")
-    entries = [{"row": x} for x in rows if x["bits"] == "W8A8" and x.get("sim_val")]
-    chosen = choose("pipeline", entries, SELECT)
-    a, b = r.dets[row_key(chosen["row"])], r.dets[row_key(fp32)]
-    nb, seed = ctx.cfg["intervals"]["n_boot"], ctx.seed
-    out = {"split": REPORTED, "selection": selection_record("pipeline", chosen, entries, SELECT),
-           "int8": chosen["row"]["method"], "int8_file": chosen["row"]["onnx_file"], "fp32_file": fp32["onnx_file"],
-           "int8_ap": measure.ap_interval(a["onnx"], r.test, r.proto, nb, seed),
-           "fp32_ap": measure.ap_interval(b["onnx"], r.test, r.proto, nb, seed),
-           "ap_diff": {"a": chosen["row"]["method"], "b": "fp32", "system": "onnx",
-                       **measure.ap_diff(a["onnx"], b["onnx"], r.test, r.proto, nb, seed)},
-           "ap_diff_sim": {"a": chosen["row"]["method"], "b": "fp32", "system": "sim",
-                           **measure.ap_diff(a["sim"], b["sim"], r.test, r.proto, nb, seed)}}
-    ctx.log.info("%s best INT8 (%s, chosen on val) - FP32 AP (onnx, test): %.4f [%.4f, %.4f]", cand, out["int8"],
-                 out["ap_diff"]["value"], out["ap_diff"]["lo"], out["ap_diff"]["hi"])
-    return out
-
-
-def _inq(ctx, r: Runner, cand: str, name: str, unit, dummy, fp32_bytes: int) -> None:
-    """INQ (powers of two) with retraining of the free weights, then AIMET QuantSim W8A8."""
-    from shared.jmmc import batches
-    from stages.quantize.qat import unit_loss
-    import numpy as np
-    ic = ctx.cfg["inq"]
-    model = copy.deepcopy(unit).train()
-    loss_fn, rng = unit_loss(name), np.random.default_rng(ctx.seed)
-
-    def retrain(m, after_step):
-        opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=ic["lr"], weight_decay=0.0)
-        for _ in range(ic["epochs_per_step"]):
-            for x, clean, boxes, kps in batches(r.train, units.train_variant(name, r.proto.variant), ic["batch_size"], rng, ic["limit"]):
-                loss = loss_fn(m, x, clean, boxes, kps)["loss"]
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                after_step()
-    info = inq.run_inq(model, ic["schedule"], ic["bits"], ic["partition"], ctx.seed, retrain, ctx.log)
-    model.eval()
-    cell = Cell("none", False, "W8A8", ctx.seed, ctx.cfg["ptq"]["quant_scheme"])
-    calib = r.calib(name, ctx.seed, r.proto.batch)
-    sim = aimet_ptq.build_sim(model, dummy, cell, calib, ctx.out / folder_name(cand) / name / "inq_work")
-    r.record(cand, name, f"inq({ic['partition']},{ic['bits']}b)+ptq", "W8A8", ctx.seed, sim.model, sim, dummy, "inq",
-             fp32_bytes, {"inq": info})
