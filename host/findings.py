@@ -95,6 +95,15 @@ def speed(results: dict, quantize: dict) -> list[str]:
         out.append(f"**INT8 files are measured with the fused kernels their latency is timed with**, after their "
                    f"biases are re-quantized to `x_scale * w_scale` (shared/qdq_bias.py): the largest gap between a "
                    f"file and its AIMET simulation over the quantize grid is {qm['max_sim_onnx_gap']:.3f} (AP or dB).")
+    gs = qm.get("sim_onnx_ap_gap") or {}
+    if gs.get("files"):
+        resolved = gs["resolved"]
+        out.append(f"Per INT8 detection file, AP(file) - AP(simulation) on the {gs['n_images']} test images with its "
+                   f"paired 95 % interval: {gs['over_tol']} of {gs['files']} files differ by more than "
+                   f"{100 * gs['tol']:.1f} point (largest {100 * gs['max_abs']:.1f}); the intervals' median "
+                   f"half-width is {100 * gs['median_half_width']:.1f} points; "
+                   + (f"{len(resolved)} exclude 0 ({', '.join(f'`{x}`' for x in resolved)})." if resolved
+                      else "every interval contains 0."))
     for cand, b in (qm.get("benchmark") or {}).items():
         fused = b.get("int8_fused_kernels_eval") or {}
         cpu = b.get("cpu") or {}

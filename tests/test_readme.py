@@ -118,3 +118,18 @@ def test_findings_are_written_from_the_run(tmp_path):
     assert "AP@0.5 0.800 [0.750, 0.850]" in md and "0.40× the FP32 chain's MACs and 0.12× its weight bytes" in md
     assert "-7.0 AP points" in md and "JMMC − FP32: AP -0.070 [-0.110, -0.030]" in md and "excludes 0" in md
     assert "Not read (not run yet): quantize." in md
+
+
+def test_findings_quote_the_sim_vs_file_gap_intervals(tmp_path):
+    import json
+
+    from host import findings
+    run = tmp_path / "demo"
+    (run / "quantize").mkdir(parents=True)
+    gap = {"files": 12, "tol": 0.005, "max_abs": 0.019, "over_tol": 5, "resolved": ["c/detector/ptq:none"],
+           "median_half_width": 0.012, "n_images": 96}
+    (run / "quantize" / "manifest.json").write_text(json.dumps({"metrics": {"max_sim_onnx_gap": 0.019,
+                                                                            "sim_onnx_ap_gap": gap}}))
+    md = findings.markdown(run)
+    assert "on the 96 test images with its paired 95 % interval: 5 of 12 files differ by more than 0.5 point" in md
+    assert "(largest 1.9); the intervals' median half-width is 1.2 points; 1 exclude 0 (`c/detector/ptq:none`)" in md

@@ -194,7 +194,8 @@ def _joint(ctx, r: Runner, cand: str, pipe, best: dict, qat_mods: dict, qat_path
         g = measure.gap(sim_m, onnx_m)
         irow = r.add({"candidate": cand, "model": "pipeline", "method": "independent_qat_chained", "bits": "W8A8",
                       "seed": ctx.seed, "split": REPORTED, "sim": sim_m, "onnx": onnx_m, "sim_val": sim_val, "gap": g,
-                      "max_gap": measure.max_gap(g), "int8_bytes": None, "fp32_bytes": best["row"]["fp32_bytes"],
+                      "max_gap": measure.max_gap(g), "gap_ap": r.gap_interval("pipeline", sim_dets, onnx_dets),
+                      "int8_bytes": None, "fp32_bytes": best["row"]["fp32_bytes"],
                       "onnx_file": "chain of the three qat.onnx"}, sim_dets, onnx_dets)
         out.update(independent_qat=sim_m, independent_qat_onnx=onnx_m)
         a, b = r.dets[row_key(jrow)], r.dets[row_key(irow)]

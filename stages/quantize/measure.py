@@ -64,3 +64,17 @@ def max_gap(g: dict) -> float:
     """Largest gap on a comparable scale (AP/IoU/SSIM in [0,1], PSNR in dB / 100)."""
     scaled = [abs(v) / (100.0 if k == "psnr" else 1.0) for k, v in g.items() if k != "missed"]
     return max(scaled) if scaled else 0.0
+
+
+def gap_summary(rows: list[dict], tol: float = 0.005) -> dict:
+    """Over the INT8 detection rows' ``gap_ap`` (AP of the ONNX file minus its simulation, paired 95 %
+    interval): how many files, the largest gap, how many exceed ``tol`` (0.5 point), which ones have an
+    interval that excludes 0 (a gap the test split resolves), and the intervals' median half-width."""
+    g = [(r, r["gap_ap"]) for r in rows if r.get("gap_ap") and r.get("bits") != "FP32"]
+    if not g:
+        return {}
+    half = sorted((x["hi"] - x["lo"]) / 2 for _, x in g)
+    return {"files": len(g), "tol": tol, "max_abs": max(abs(x["value"]) for _, x in g),
+            "over_tol": sum(abs(x["value"]) > tol for _, x in g),
+            "resolved": [f"{r['candidate']}/{r['model']}/{r['method']}" for r, x in g if x["lo"] > 0 or x["hi"] < 0],
+            "median_half_width": half[len(half) // 2], "n_images": g[0][1]["n_images"]}

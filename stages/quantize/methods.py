@@ -53,6 +53,8 @@ class Runner:
     ctx: object = None                         # the stage context: each row's ONNX file gets its artifact record
     calibration: dict = field(default_factory=lambda: {"images": None, "source": "chain"})  # config section
     upstream: dict = field(default_factory=dict)   # the current candidate's FP32 nets, {unit: fn} (source: chain)
+    n_boot: int = 1000                             # bootstrap resamples of a row's sim-vs-ONNX AP gap interval
+    seed: int = 0
 
     def calib(self, name: str, seed: int, batch: int, images: int | None = None) -> list[torch.Tensor]:
         """Calibration batches for a unit in its input units (shared.calibration: the run's
@@ -67,6 +69,14 @@ class Runner:
         m, dets = measure.evaluate(system, name, self.test, self.proto, return_dets=True)
         val = measure.evaluate(system, name, self.val, self.proto) if selectable and self.val is not None else None
         return m, val, dets
+
+    def gap_interval(self, name: str, sim_dets, onnx_dets) -> dict | None:
+        """AP(ONNX file) - AP(simulation) on the test images with its paired bootstrap 95 % interval
+        (detection units; None otherwise): whether a sim-vs-runtime gap is more than the test split resolves."""
+        if name not in measure.DETECTION or sim_dets is None or onnx_dets is None:
+            return None
+        return {"a": "onnx", "b": "sim", **measure.ap_diff(onnx_dets, sim_dets, self.test, self.proto, self.n_boot,
+                                                           self.seed)}
 
     def add(self, row: dict, sim_dets=None, onnx_dets=None) -> dict:
         """Append a row (tagged with the split of its sim/onnx figures); keep its test detections."""
@@ -116,6 +126,7 @@ class Runner:
         mg = measure.max_gap(gap)
         row = {"candidate": cand, "model": name, "method": method, "bits": bits, "seed": seed,
                "split": REPORTED, "sim": sim_m, "onnx": onnx_m, "sim_val": sim_val, "gap": gap, "max_gap": mg,
+               "gap_ap": self.gap_interval(name, sim_dets, onnx_dets),
                "int8_bytes": info.get("weight_bytes"), "fp32_bytes": fp32_bytes,
                "onnx_file": str(onnx_path.relative_to(self.out)), "export": info,
                "seconds": round(time.time() - t0, 1), **(extra or {})}
@@ -145,7 +156,8 @@ def make_runner(out: Path, data: Path, config: dict, ctx=None) -> Runner:
     q = config["quantize"]
     return Runner(Path(out), load_split(data, "test"), load_split(data, "calibration"), load_split(data, "train"),
                   Protocol.from_config(config), q["export"]["opset"], q["export"]["int8_weights"],
-                  val=val_split(data), ctx=ctx, calibration=config["calibration"])
+                  val=val_split(data), ctx=ctx, calibration=config["calibration"], n_boot=q["intervals"]["n_boot"],
+                  seed=config["seed"])
 
 
 def row_key(row: dict) -> tuple:

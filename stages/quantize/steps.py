@@ -28,7 +28,7 @@ import shutil
 from shared import calibration, executor
 from shared.evaluation import Protocol, accuracy_mode, as_fn
 from shared.ort_runtime import cpu_int8_features
-from stages.quantize import candidate, candidates, grid, nncf_ptq, onnx_io, table
+from stages.quantize import candidate, candidates, grid, measure, nncf_ptq, onnx_io, table
 from stages.quantize.methods import REPORTED, SELECT, folder_name, make_runner
 
 
@@ -79,7 +79,8 @@ def run(ctx) -> dict:
                "grid": [c.name for c in cells], "executor": ran,   # where the cells ran (results do not depend on it)
                # shared/calibration.py; each PTQ cell draws its images with its own seed (cells' names end _s<seed>)
                "calibration": calibration.describe(ctx.config["calibration"], len(r.calib_split), ctx.seed),
-               "max_sim_onnx_gap": max((x["max_gap"] for x in r.rows), default=0.0)}
+               "max_sim_onnx_gap": max((x["max_gap"] for x in r.rows), default=0.0),
+               "sim_onnx_ap_gap": measure.gap_summary(r.rows)}
     (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     return {"metrics": {k: v for k, v in metrics.items() if k != "rows"}}
 

@@ -3,7 +3,7 @@
 Columns: metrics in the AIMET simulation (``sim_*``) and on the exported ONNX in ONNX
 Runtime (``onnx_*``), both on the split named in ``split`` (test: reported only), the
 simulation on the val split (``sim_val_*``: what selections are made on), their largest
-gap, INT8/FP32 bytes (FP32: the candidate's own FP32 model, pruned widths for a pruned one).
+gap (for detection units also AP(file) - AP(sim) with its paired bootstrap interval), INT8/FP32 bytes (FP32: the candidate's own FP32 model, pruned widths for a pruned one).
 ``summary`` groups rows over seeds (mean and standard deviation, as the study reports them).
 """
 from __future__ import annotations
@@ -26,6 +26,9 @@ def flat(row: dict) -> dict:
             if v is not None:
                 out[f"{src}_{k}"] = v
     out["max_gap"] = row.get("max_gap")
+    g = row.get("gap_ap")
+    if g:   # AP(file) - AP(sim), paired bootstrap 95 % interval
+        out.update(onnx_minus_sim_ap=g["value"], onnx_minus_sim_ap_lo=g["lo"], onnx_minus_sim_ap_hi=g["hi"])
     out["int8_bytes"] = row.get("int8_bytes")
     out["fp32_bytes"] = row.get("fp32_bytes")
     return out

@@ -185,8 +185,16 @@ def test_tiny_run_selects_on_val_and_reports_intervals(tmp_path, one_thread):
     from stages.quantize import onnx_io       # FP32 bytes: the pruned candidate's own export
     assert by["ptq:none"]["fp32_bytes"] == onnx_io.weight_bytes(ctx.out / cand / "pipeline" / "fp32.onnx")["weight_bytes"]
     assert 0 < by["ptq:none"]["int8_bytes"] < by["ptq:none"]["fp32_bytes"]
+    det = [r for r in rows if r["model"] in ("detector", "pipeline") and r["bits"] != "FP32"]
+    for r in det:      # every INT8 detection file: its AP gap to the simulation, with a paired interval
+        g = r["gap_ap"]
+        assert g["lo"] <= g["value"] <= g["hi"] and g["n_images"] == 8
+        assert g["value"] == pytest.approx(r["onnx"]["ap"] - r["sim"]["ap"])
+    assert all(r["gap_ap"] is None for r in rows if r["model"] in ("enhancer", "denoiser") and "gap_ap" in r)
+    gs = m["sim_onnx_ap_gap"]
+    assert gs["files"] == len(det) and gs["max_abs"] == pytest.approx(max(abs(r["gap_ap"]["value"]) for r in det))
     header = (ctx.out / "results.csv").read_text().splitlines()[0].split(",")
-    assert {"split", "sim_val_ap", "onnx_ap"} <= set(header)
+    assert {"split", "sim_val_ap", "onnx_ap", "onnx_minus_sim_ap", "onnx_minus_sim_ap_lo"} <= set(header)
     _check_artifacts(ctx, rows, cand)
 
 
