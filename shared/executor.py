@@ -100,6 +100,14 @@ def local_workers(spec: dict) -> int:
     return max(1, cores // spec["cpus_per_cell"])
 
 
+def local(spec: dict, log=None) -> dict:
+    """``spec`` on this machine (``kind: local``): for stages whose cells need their own image, since
+    the Ray cluster runs the quantize image (compose.ray.yaml)."""
+    if spec["kind"] != "local" and log is not None:
+        log.info("executor %s: this stage's cells run locally (the Ray cluster runs the quantize image)", spec["kind"])
+    return {**spec, "kind": "local"}
+
+
 def in_process(spec: dict, n_jobs: int) -> bool:
     """Whether ``n_jobs`` cells run in the stage's own process (what they return need not cross processes)."""
     return spec["kind"] == "local" and min(local_workers(spec), n_jobs) <= 1
@@ -129,9 +137,14 @@ def run_cells(fn: Callable, jobs: Sequence, spec: dict, log, attempts: Path | No
     return _on_ray(fn, jobs, markers, spec, log, package or fn.__module__.rsplit(".", 1)[0])
 
 
-def _init_worker(level: int) -> None:
+def _init_worker(level: int, label: str) -> None:
+    """A spawned cell's logging: the stage's handler on ``stages`` (shared.stage.setup_logging: mmcv
+    turns root handlers down to ERROR), its lines tagged ``[<stage> cell <pid>]``."""
     import logging
-    logging.basicConfig(level=level, format="%(asctime)s [cell %(process)d] %(message)s", datefmt="%H:%M:%S")
+
+    from shared.stage import setup_logging
+    setup_logging(f"{label} cell {os.getpid()}")
+    logging.getLogger("stages").setLevel(level)
 
 
 def _in_processes(fn, jobs, markers, threads: int, workers: int, log) -> list:
@@ -142,8 +155,9 @@ def _in_processes(fn, jobs, markers, threads: int, workers: int, log) -> list:
     workers = min(workers, len(jobs))
     if log:
         log.info("executor local: %d cells in %d processes, %d thread(s) each", len(jobs), workers, threads)
+    label = log.name.rsplit(".", 1)[-1] if log else "stage"
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(log.getEffectiveLevel() if log else logging.WARNING,)) as pool:
+                             initargs=(log.getEffectiveLevel() if log else logging.WARNING, label)) as pool:
         return list(pool.map(_attempt, [fn] * len(jobs), jobs, markers, [threads] * len(jobs)))
 
 

@@ -87,3 +87,25 @@ def test_a_head_that_is_not_ready_yet_is_tried_again():
     assert ok.calls == 3
     with pytest.raises(executor.ExecutorError, match="did not accept a client after 2 tries"):
         executor._connect(FakeRay(5), "ray://h:10001", None, tries=2, wait_s=0)
+
+
+def test_local_reads_ray_as_local_and_keeps_the_rest():
+    spec = {"kind": "ray", "workers": 0, "cpus_per_cell": 2, "address": "ray://h:1", "retries": 2}
+    assert executor.local(spec) == {**spec, "kind": "local"}
+    assert executor.local({**spec, "kind": "local"}) == {**spec, "kind": "local"}
+
+
+def _log_from_cell(_job):
+    import logging
+    logging.getLogger("stages.demo").info("hello from a cell")
+    return 1
+
+
+def test_a_spawned_cell_logs_through_the_stage_handler(capfd):
+    import logging
+    log = logging.getLogger("stages.demo")
+    log.setLevel(logging.INFO)
+    spec = {"kind": "local", "workers": 2, "cpus_per_cell": 1, "address": "", "retries": 0}
+    assert executor.run_cells(_log_from_cell, [0, 1], spec, log) == [1, 1]
+    err = capfd.readouterr().err
+    assert "[demo cell " in err and "INFO hello from a cell" in err

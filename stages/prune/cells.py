@@ -9,8 +9,8 @@ is the same whether the cells ran one after another or in parallel.
 
 The budget search is not a cell: each probe depends on the last accepted one.
 
-Cells always run on this machine (``executor.kind: ray`` is read as local here): the Ray
-cluster runs the quantize image (compose.ray.yaml), which has no torch-pruning.
+Cells always run on this machine (``shared.executor.local``: ``kind: ray`` is read as local): the
+Ray cluster runs the quantize image (compose.ray.yaml), which has no torch-pruning.
 """
 from __future__ import annotations
 
@@ -38,13 +38,6 @@ class VariantJob:
     @property
     def name(self) -> str:
         return self.job["name"]
-
-
-def local_spec(spec: dict, log=None) -> dict:
-    """The executor the variants run on: ``spec`` with ``kind: local`` (see the module docstring)."""
-    if spec["kind"] != "local" and log is not None:
-        log.info("executor %s: the prune variants run locally (the Ray cluster runs the quantize image)", spec["kind"])
-    return {**spec, "kind": "local"}
 
 
 def variant_cell(vj: VariantJob) -> dict:

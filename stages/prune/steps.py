@@ -195,7 +195,7 @@ def _run_cells(ctx, jobs: list[dict], train_dir, vdir) -> dict[str, dict]:
     {name: metrics}.  Each cell computes with ``executor.cpus_per_cell`` threads wherever it runs."""
     if not jobs:
         return {}
-    spec = cells.local_spec(ctx.config["executor"], ctx.log)
+    spec = executor.local(ctx.config["executor"], ctx.log)
     t0 = time.time()
     cell_jobs = [cells.VariantJob(j, train_dir, ctx.input("dataset"), vdir / j["name"], ctx.config) for j in jobs]
     out = executor.run_cells(cells.variant_cell, cell_jobs, spec, ctx.log, package=cells.__name__.rsplit(".", 1)[0])

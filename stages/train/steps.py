@@ -22,10 +22,10 @@ from shared.evaluation import Protocol, detect, evaluate_detection, evaluate_res
 from shared.metrics.cost import count_macs, count_params
 from shared.models import build_models
 from shared.models.bundle import save_bundle
-from stages.train import plots
+from shared import executor
+from stages.train import cells, plots
 from stages.train.amp import Amp, pick_device
 from stages.train.export import export_all, opencv_check
-from stages.train.restoration import train_restoration
 
 
 def model_config(cfg: dict, size: tuple[int, int]) -> dict:
@@ -46,29 +46,22 @@ def cost(pipe, size) -> dict:
 def run(ctx) -> dict:
     cfg, log = ctx.cfg, ctx.log
     data = ctx.input("dataset")
-    train, test = load_split(data, "train"), load_split(data, "test")
+    test = load_split(data, "test")
     size = tuple(ctx.input_manifests["dataset"]["config"]["dataset"]["size"])
     device = pick_device(ctx.config["device"])
     amp = Amp(cfg["amp"], device)
     torch.manual_seed(ctx.seed)
     pipe = build_models(model_config(cfg, size))
-    history, timings = {}, {}
-
-    for name in units.RESTORATION:
-        t0 = time.time()
-        history[name] = train_restoration(getattr(pipe, name), train, units.train_variant(name), units.CLEAN,
-                                          cfg["restoration"], amp,
-                                          ctx.seed, log, name)
-        timings[name] = time.time() - t0
-
-    from stages.train.detector_mmdet import train_detector  # needs mmdet: only in the train image
+    jobs = [cells.TrainJob(part, data, ctx.out, ctx.config, size) for part in cells.PARTS]
     t0 = time.time()
-    loss_w = {k: v for k, v in cfg["detector"]["loss"].items() if v is not None}  # null: YuNetLoss's default
-    det_cfg = {**cfg["detector"], "loss": loss_w, "input_size": list(size), "amp": cfg["amp"], "seed": ctx.seed,
-               "device": device.type}
-    detector, history["detector"] = train_detector(data, ctx.out / "detector_mmdet", det_cfg, log)
-    timings["detector"] = time.time() - t0
-    pipe.detector.load_state_dict(detector.state_dict())
+    trained = executor.run_cells(cells.train_cell, jobs, executor.local(ctx.config["executor"], log), log,
+                                 package=cells.__name__.rsplit(".", 1)[0])
+    log.info("trained %s in %.0f s", ", ".join(cells.PARTS), time.time() - t0)
+    history, timings = {}, {}
+    for job, res in zip(jobs, trained):
+        getattr(pipe, job.part).load_state_dict(res["state"])
+        history[job.part], timings[job.part] = res["history"], res["seconds"]
+    history = {k: history[k] for k in (*units.RESTORATION, "detector")}   # the order plots and metrics use
     pipe = pipe.cpu().eval()
 
     save_bundle(ctx.out, pipe, model_config(cfg, size), {

@@ -70,8 +70,3 @@ def test_variants_side_by_side_equal_one_after_another(setup):
         for f in ("pipeline.onnx", "bundle.json", "metrics.json"):
             assert (ja.out / f).is_file() and (jb.out / f).is_file(), f
         assert _digest(ja.out / "pipeline.onnx") == _digest(jb.out / "pipeline.onnx")
-
-
-def test_ray_is_read_as_local(setup):
-    _, config = setup
-    assert cells.local_spec({**config["executor"], "kind": "ray"})["kind"] == "local"
