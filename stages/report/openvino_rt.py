@@ -60,11 +60,15 @@ def version() -> str:
     return ov.get_version()
 
 
-def measure_pipeline(path: Path, split, proto, threads: list[int], warmup: int, runs: int) -> dict:
-    """Row cells of one whole system in OpenVINO: ``ov_ap`` (shared protocol, test split) and
-    ``ov_<1|all>_ms`` (median latency per frame, 1 thread / every core)."""
+def accuracy(path: Path, split, proto, threads: int = 0) -> float:
+    """AP of one whole system in OpenVINO by the shared protocol (test split), ``threads`` inference threads."""
     from shared.evaluation import evaluate_detection
-    out = {"ov_ap": evaluate_detection(as_system(compiled(path)), split, proto)["ap"]}
+    return float(evaluate_detection(as_system(compiled(path, threads)), split, proto)["ap"])
+
+
+def latency(path: Path, threads: list[int], warmup: int, runs: int) -> dict:
+    """``ov_<1|all>_ms``: median latency per frame of one file in OpenVINO, 1 thread / every core."""
+    out = {}
     for n in threads:
         model = compiled(path, n)
         shape = [d if d > 0 else 1 for d in model.inputs[0].get_partial_shape().get_min_shape()]

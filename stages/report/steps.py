@@ -24,11 +24,11 @@ from tqdm import tqdm
 from shared.data import load_split, to_float
 from shared.evaluation import Protocol
 from shared.dag import dependants, load_dag
-from stages.report import (html, intervals, jmmc, onnx_cost, openvino_rt, photos_section, plots, profile,
+from stages.report import (accuracy, html, intervals, jmmc, onnx_cost, openvino_rt, photos_section, plots, profile,
                            readme_figures, seeds, strip)
 from stages.report.records import discover, groups, is_chain, summary
 from stages.report.latency import chain_fps, host_cores, time_artifact
-from stages.report.measure import evaluate_artifact, evaluate_chain
+from stages.report.measure import evaluate_chain
 from stages.report.table import latency_cells, make_row, markdown, skipped_markdown, skipped_rows, write_csv
 
 JMMC_TITLE = "JMMC: pruned + INT8 chain vs FP32 and the independent twin (test split)"
@@ -52,35 +52,40 @@ def model_size(row: dict) -> float | None:
     return row["weight_bytes"] if row.get("weight_bytes") else row.get("bytes")
 
 
-def artifact_rows(stages, test, proto, lcfg, log, keep=frozenset()) -> tuple[list[dict], list, dict]:
+def artifact_rows(stages, dataset, config, lcfg, log, keep=frozenset()) -> tuple[list[dict], list, dict]:
     """(rows, untimed, measured): ``keep`` names the artifacts evaluated here with their per-image
-    detections kept; ``measured`` maps each to its metrics (``dets`` included)."""
+    detections kept; ``measured`` maps each to its metrics (``dets`` included).  Accuracy first
+    (stages/report/accuracy.py: cells side by side), then every file timed one at a time."""
     arts = [a for s in stages for a in s.artifacts]
     onnx_arts = [a for a in arts if a.external is None]
     limit = lcfg["max_artifacts"] or len(arts)
+    timed = {a.name for a in onnx_arts[:limit]}
+    ov = {a.name for a in onnx_arts if a.role == "pipeline" and a.name in timed} \
+        if openvino_rt.available() is None else set()   # whole systems, second runtime
+    metrics = accuracy.measure(onnx_arts, keep, ov, dataset, config, log)
     rows, measured = [], {}
     for a in tqdm(arts, desc="artifacts", unit="file"):
         if a.external is not None:
             rows.append(external_row(a))
             continue
         c = onnx_cost.cost(a.path)
-        m = evaluate_artifact(a, test, proto, log, keep_dets=a.name in keep)
+        m = metrics[a.name]
         if "dets" in m:
             measured[a.name] = m
-        timed = onnx_arts.index(a) < limit
-        lat = time_artifact(a.path, a.input_range, lcfg["threads"], lcfg["warmup"], lcfg["runs"]) if timed else None
+        lat = time_artifact(a.path, a.input_range, lcfg["threads"], lcfg["warmup"], lcfg["runs"]) \
+            if a.name in timed else None
         if lat:
             log.info("%s: %s", a.name, ", ".join(f"{k} threads {v['median_ms']:.2f} ms" for k, v in lat.items()))
-        ov = {}
-        if a.role == "pipeline" and timed and openvino_rt.available() is None:   # whole systems, second runtime
-            ov = openvino_rt.measure_pipeline(a.path, test, proto, lcfg["threads"], lcfg["warmup"], lcfg["runs"])
-            log.info("%s in OpenVINO: AP %.3f (ONNX Runtime %.3f), %s", a.name, ov["ov_ap"], m.get("ap") or float("nan"),
-                     ", ".join(f"{k} {v:.2f}" for k, v in ov.items() if k.endswith("_ms")))
+        ovc = {}
+        if a.name in ov:
+            ovc = {"ov_ap": m["ov_ap"], **openvino_rt.latency(a.path, lcfg["threads"], lcfg["warmup"], lcfg["runs"])}
+            log.info("%s in OpenVINO: AP %.3f (ONNX Runtime %.3f), %s", a.name, ovc["ov_ap"],
+                     m.get("ap") or float("nan"), ", ".join(f"{k} {v:.2f}" for k, v in ovc.items() if k.endswith("_ms")))
         rows.append(make_row(artifact=a.name, stage=a.stage, group=a.group, role=a.role, precision=a.precision,
                              **{k: m.get(k) for k in ("ap", "nme", "top_box_iou", "missed", "psnr", "ssim")},
                              params=c["params"], macs=c["macs"], weight_bytes=c["weight_bytes"], bytes=c["bytes"],
                              source=m["source"],
-                             **latency_cells(lat), **ov))
+                             **latency_cells(lat), **ovc))
     untimed = [a.name for a in onnx_arts[limit:]]
     return rows, ([(f"host latency of {len(untimed)} artifact(s)", "report.latency.max_artifacts is "
                     f"{lcfg['max_artifacts']}: {', '.join(untimed)}")] if untimed else []), measured
@@ -214,7 +219,8 @@ def run(ctx) -> dict:
     log.info("upstream: %s", "; ".join(f"{s.name}: {len(s.artifacts)} ONNX" + (" (skipped)" if s.skipped else "")
                                        for s in stages))
     plan = jmmc.plan(stages)
-    rows, untimed, measured = artifact_rows(stages, test, proto, cfg["latency"], log, jmmc.keep(plan))
+    rows, untimed, measured = artifact_rows(stages, ctx.input("dataset"), ctx.config, cfg["latency"], log,
+                                            jmmc.keep(plan))
     grp = groups(stages)
     crow, chains = chain_rows(grp, test, proto, cfg["latency"], log,
                               {g: m for s in stages for g, m in s.chain_metrics.items()})
