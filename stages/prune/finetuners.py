@@ -136,8 +136,31 @@ def grad_fn(model, split: Split, loss, cfg: dict, variant: str, n_batches: int, 
     return grads
 
 
-def independent_loss(part: str, teacher=None, weight: float = 0.0):
-    """The independent loss of ``part``; with a teacher and a weight, distilled from it."""
+class Cropped:
+    """A restoration loss on a random ``size`` x ``size`` window of each image (input and clean target
+    alike), as the train stage trains the restoration nets (``train.restoration.crop``)."""
+
+    def __init__(self, loss, size: int, seed: int):
+        import numpy as np
+        self.loss, self.size, self.rng = loss, size, np.random.default_rng(seed)
+
+    def __call__(self, model, x, clean, boxes, kps) -> dict:
+        h, w = x.shape[-2:]
+        s = self.size
+        if s >= h and s >= w:
+            return self.loss(model, x, clean, boxes, kps)
+        s_h, s_w = min(s, h), min(s, w)
+        at = [(int(self.rng.integers(0, h - s_h + 1)), int(self.rng.integers(0, w - s_w + 1))) for _ in range(len(x))]
+        xc = torch.stack([x[k, :, i:i + s_h, j:j + s_w] for k, (i, j) in enumerate(at)])
+        cc = torch.stack([clean[k, :, i:i + s_h, j:j + s_w] for k, (i, j) in enumerate(at)])
+        return self.loss(model, xc, cc, boxes, kps)
+
+
+def independent_loss(part: str, teacher=None, weight: float = 0.0, crop: int | None = None, seed: int = 0):
+    """The independent loss of ``part``; with a teacher and a weight, distilled from it; a restoration
+    part with ``crop`` sees random ``crop`` x ``crop`` windows (:class:`Cropped`)."""
     if teacher is not None and weight:
-        return DistilledLoss(part, teacher, weight)
-    return DetectorLoss() if part == "detector" else restoration_loss
+        loss = DistilledLoss(part, teacher, weight)
+    else:
+        loss = DetectorLoss() if part == "detector" else restoration_loss
+    return Cropped(loss, crop, seed) if crop and part != "detector" else loss

@@ -24,6 +24,7 @@ from shared import executor
 from shared.config import REPO, ConfigError
 from shared.data import DataError, load_split, to_float
 from shared.evaluation import Protocol, evaluate_detection
+from shared.models.restoration import DIVISOR
 from shared.selection import check_selection_split
 from stages.prune import cells, measure, table, variants
 from shared.edgy import load_edgy
@@ -47,6 +48,9 @@ def plan(cfg: dict) -> list[dict]:
     _choices(cfg["modes"], ("independent", "joint"), "prune.modes")
     _choices(cfg["sparsity"]["modes"], ("magnitude_global", "magnitude_local", "rb"), "prune.sparsity.modes")
     weights = variants.check_weights(cfg["joint"]["weights"])
+    crop = cfg["finetune"]["crop"]
+    if crop is not None and crop % DIVISOR:
+        raise ConfigError(f"prune.finetune.crop: {crop} must be a multiple of {DIVISOR} (RestorationNet's input divisor)")
     for ratio in cfg["ratios"]:
         if not 0 < ratio < 1:
             raise ConfigError(f"prune.ratios: {ratio} must be in (0, 1)")

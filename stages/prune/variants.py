@@ -91,7 +91,8 @@ def independent(fp32, ratio: float, importance: str, env: Env, name: str, steps:
         kind = "detector" if part == "detector" else "restoration"
         example = x * units.input_range(part)
         weight = kd.get("w_det" if kind == "detector" else "w_img", 0.0)
-        loss = independent_loss(part, getattr(fp32, part) if weight else None, weight)
+        loss = independent_loss(part, getattr(fp32, part) if weight else None, weight, cfg["finetune"]["crop"],
+                                env.seed)
 
         def ft(step, model=model, loss=loss, part=part):
             return run_finetune(model, env.train, loss, cfg["finetune"], units.train_variant(part),

@@ -109,3 +109,22 @@ def test_independent_distillation_reaches_the_model(part):
     assert float(terms["loss_kd"]) > 0
     terms["loss_kd"].backward()   # the distillation term alone
     assert float(sum(p.grad.abs().sum() for p in model.parameters() if p.grad is not None)) > 0
+
+
+def test_cropped_restoration_loss_sees_matching_windows():
+    """prune.finetune.crop: input and target cut at the same place, per image; the detector never cropped."""
+    from stages.prune.finetuners import Cropped, DetectorLoss, independent_loss
+    seen = []
+
+    def record(model, x, clean, boxes, kps):
+        seen.append((x, clean))
+        return {"loss": torch.zeros(())}
+    x = torch.arange(2 * 3 * 64 * 48, dtype=torch.float32).reshape(2, 3, 64, 48)
+    Cropped(record, 32, seed=0)(None, x, x + 1, [], [])
+    xc, cc = seen[0]
+    assert xc.shape == cc.shape == (2, 3, 32, 32) and torch.equal(cc, xc + 1)
+    assert all(any(torch.equal(xc[k], x[k, :, i:i + 32, j:j + 32]) for i in range(33) for j in range(17))
+               for k in range(2))
+    assert isinstance(independent_loss("detector", crop=32), DetectorLoss)
+    assert isinstance(independent_loss("enhancer", crop=32), Cropped) and not isinstance(
+        independent_loss("enhancer"), Cropped)

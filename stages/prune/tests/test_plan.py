@@ -32,6 +32,7 @@ def test_edgy_and_weight_sets():
     ("modes", ["joint", "jmmc"], "prune.modes[1]"),
     ("ratios", [1.2], "prune.ratios"),
     ("joint", {"weights": [[1, 0]]}, "prune.joint.weights[0]"),
+    ("finetune", {**CFG["finetune"], "crop": 100}, "prune.finetune.crop: 100 must be a multiple of 16"),
 ])
 def test_bad_values(key, value, msg):
     cfg = copy.deepcopy(CFG)
