@@ -85,6 +85,8 @@ def _torch():
 
 
 def _attempt(fn: Callable, job, marker: str | None, threads: int = 1):
+    from shared.allocator import keep_freed_memory
+    keep_freed_memory()   # in a spawned process or a Ray worker as in the stage (shared/allocator.py)
     if marker:
         with open(marker, "a") as f:
             f.write(f"{socket.gethostname()} {os.getpid()} {time.time():.1f}\n")

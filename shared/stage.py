@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from shared import artifacts as artlib
+from shared.allocator import keep_freed_memory
 from shared import config as cfglib
 from shared.errors import ExpectedError, print_for_log
 from shared.manifest import build as build_manifest
@@ -128,6 +129,7 @@ def parse_args(name: str, argv):
 
 def main(name: str, run: Callable[[StageContext], dict], argv=None) -> int:
     args = parse_args(name, argv)
+    keep_freed_memory()   # no mmap/munmap per large tensor (shared/allocator.py)
     log = setup_logging(name)
     try:
         config = cfglib.load_config(args.config)

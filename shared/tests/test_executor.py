@@ -109,3 +109,22 @@ def test_a_spawned_cell_logs_through_the_stage_handler(capfd):
     assert executor.run_cells(_log_from_cell, [0, 1], spec, log) == [1, 1]
     err = capfd.readouterr().err
     assert "[demo cell " in err and "INFO hello from a cell" in err
+
+
+def _mmap_max(_job):
+    """How far a 64 MiB block moves the program break: about 64 MiB when it comes from the heap (mmap
+    off), 0 when glibc maps it (its default above the mmap threshold)."""
+    import ctypes
+    libc = ctypes.CDLL("libc.so.6")
+    libc.sbrk.restype = ctypes.c_void_p
+    before = libc.sbrk(0)
+    buf = ctypes.create_string_buffer(64 << 20)
+    del buf
+    return libc.sbrk(0) - before
+
+
+def test_cells_keep_freed_memory_in_spawned_processes():
+    """shared.allocator: a cell's large blocks come from the heap (no mmap), and stay there once freed."""
+    spec = {"kind": "local", "workers": 2, "cpus_per_cell": 1, "address": "", "retries": 0}
+    grown = executor.run_cells(_mmap_max, [0, 1], spec, None)
+    assert all(g >= 32 << 20 for g in grown), grown   # 0 without shared.allocator
