@@ -178,11 +178,25 @@ def _digest_task(package: str) -> str:
     return code_digest(package)
 
 
-def _check_workers(ray, package: str) -> list[str]:
+def _cpu_nodes(ray, log=None, wait_s: float = 60.0, poll_s: float = 2.0) -> list[dict]:
+    """The alive nodes with a CPU, waited for up to ``wait_s`` (a just-started cluster's workers
+    register with the head a few seconds after it answers)."""
+    t0 = time.time()
+    while True:
+        nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]
+        if nodes or time.time() - t0 >= wait_s:
+            return nodes
+        if log and time.time() - t0 < poll_s:
+            log.info("executor: waiting up to %.0f s for the Ray workers to join the head", wait_s)
+        time.sleep(poll_s)
+
+
+def _check_workers(ray, package: str, log=None, wait_s: float = 60.0) -> list[str]:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-    nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]
+    nodes = _cpu_nodes(ray, log, wait_s)
     if not nodes:
-        raise ExecutorError("executor: the Ray cluster has no worker with a CPU (`invoke cluster up --workers 2`)")
+        raise ExecutorError(f"executor: the Ray cluster has no worker with a CPU after {wait_s:.0f} s "
+                            "(`invoke cluster up --workers 2`)")
     task = ray.remote(num_cpus=0)(_digest_task)
     theirs = ray.get([task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
                       .remote(package) for n in nodes])
@@ -218,7 +232,7 @@ def _on_ray(fn, jobs, markers, spec, log, package: str) -> list:
     from ray.exceptions import RayTaskError
     _connect(ray, spec["address"], log)
     try:
-        workers = _check_workers(ray, package)
+        workers = _check_workers(ray, package, log)
         log.info("executor ray (%s): %d cells on %d workers (%s), %d retries each", spec["address"], len(jobs),
                  len(workers), ", ".join(workers), spec["retries"])
         task = ray.remote(num_cpus=spec["cpus_per_cell"], max_retries=spec["retries"], retry_exceptions=False)(_attempt)

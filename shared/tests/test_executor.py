@@ -128,3 +128,23 @@ def test_cells_keep_freed_memory_in_spawned_processes():
     spec = {"kind": "local", "workers": 2, "cpus_per_cell": 1, "address": "", "retries": 0}
     grown = executor.run_cells(_mmap_max, [0, 1], spec, None)
     assert all(g >= 32 << 20 for g in grown), grown   # 0 without shared.allocator
+
+
+class _Cluster:
+    """A stand-in for the ``ray`` module: nodes that join after ``late`` calls of ``nodes()``."""
+
+    def __init__(self, late: int):
+        self.calls, self.late = 0, late
+
+    def nodes(self):
+        self.calls += 1
+        head = {"Alive": True, "Resources": {}}
+        worker = {"Alive": True, "Resources": {"CPU": 1.0}, "NodeManagerAddress": "10.0.0.2"}
+        return [head] + ([worker] if self.calls > self.late else [])
+
+
+def test_workers_that_join_late_are_waited_for():
+    ray = _Cluster(late=2)
+    nodes = executor._cpu_nodes(ray, wait_s=5, poll_s=0.01)
+    assert [n["NodeManagerAddress"] for n in nodes] == ["10.0.0.2"] and ray.calls == 3
+    assert executor._cpu_nodes(_Cluster(late=10 ** 6), wait_s=0.05, poll_s=0.01) == []
