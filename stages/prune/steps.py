@@ -11,6 +11,9 @@ dataset's *val* split (``shared.selection.check_selection_split``: never on test
 accepted chain is exported and measured on test like the others, as ``joint_budget_<ratio tag>``
 (with ``budget.twin`` also ``independent_budget_<ratio tag>``, the independent chain at that ratio).
 The stage metrics' ``aliases`` name them (``budget``, ``twin``): quantize's ``kind: "@budget"``.
+
+Every variant but the budget search is an executor cell (``stages/prune/cells.py``): built side by
+side on the local executor, each with ``executor.cpus_per_cell`` threads; the rows keep plan order.
 """
 from __future__ import annotations
 
@@ -171,9 +174,8 @@ def run(ctx) -> dict:
                                   per_model=cfg["export"]["per_model"])
         elif job["name"] in built:
             res = built[job["name"]]
-        else:   # the budget's twin, planned once the search has answered
-            res = cells.variant_cell(cells.VariantJob(job, train_dir, ctx.input("dataset"), vdir / job["name"],
-                                                      ctx.config))
+        else:   # the budget's twin, planned once the search has answered: a cell of its own
+            res = _run_cells(ctx, [job], train_dir, vdir)[job["name"]]
         info = {k: v for k, v in res.items() if k not in ("row", "cost", "eval", "onnx")}
         results[job["name"]] = res
         if "alias" in job:
