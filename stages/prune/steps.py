@@ -204,10 +204,8 @@ def _run_cells(ctx, jobs: list[dict], train_dir, vdir) -> dict[str, dict]:
     spec = executor.local(ctx.config["executor"], ctx.log)
     t0 = time.time()
     cell_jobs = [cells.VariantJob(j, train_dir, ctx.input("dataset"), vdir / j["name"], ctx.config) for j in jobs]
-    out = executor.run_cells(cells.variant_cell, cell_jobs, spec, ctx.log, package=cells.__name__.rsplit(".", 1)[0])
-    ctx.log.info("%d variants in %.0f s (%d at once, %d thread(s) each)", len(jobs), time.time() - t0,
-                 1 if executor.in_process(spec, len(jobs)) else min(executor.local_workers(spec), len(jobs)),
-                 spec["cpus_per_cell"])
+    out = executor.run_cells(cells.variant_cell, cell_jobs, spec, ctx.log)
+    ctx.log.info("%d variant(s) built in %.0f s", len(jobs), time.time() - t0)
     return {j["name"]: res for j, res in zip(jobs, out)}
 
 

@@ -75,7 +75,7 @@ def run_candidate(job: CandidateJob) -> dict:
     best_row = best["pipeline"]["row"] if best.get("pipeline") else None
     if best_row:
         out["vs_fp32"] = _int8_vs_fp32(ctx, r, cand.name)
-        # what a default session (no option: "fast") scores; the rows are measured in accuracy_mode
+        # a default session's score ("fast"), quoted beside the latency (steps._bench)
         out["fast_eval"] = measure.evaluate(ort_session(ctx.out / best_row["onnx_file"], mode="fast"), "pipeline",
                                             r.test, r.proto)
     ctx.log.info("candidate %s done in %.1f s", cand.name, time.time() - t0)

@@ -26,7 +26,7 @@ import json
 import shutil
 
 from shared import calibration, executor
-from shared.evaluation import Protocol, accuracy_mode, as_fn
+from shared.evaluation import Protocol, accuracy_mode
 from shared.ort_runtime import cpu_int8_features
 from stages.quantize import candidate, candidates, grid, measure, nncf_ptq, onnx_io, table
 from stages.quantize.methods import REPORTED, SELECT, folder_name, make_runner
@@ -55,7 +55,7 @@ def run(ctx) -> dict:
                               nncf_args, data, inner) for cand in cands]   # a candidate's own model list wins
     if not executor.in_process(outer, len(jobs)):
         log.info("%d candidates side by side, each with its PTQ grid inside", len(jobs))
-    results = executor.run_cells(candidate.run_candidate, jobs, outer, log, package=candidate.__name__.rsplit(".", 1)[0])
+    results = executor.run_cells(candidate.run_candidate, jobs, outer, log)
     shutil.rmtree(ctx.out / ".cells", ignore_errors=True)   # the grid cells' attempt markers
     bench, joint, vs_fp32, selection, prov, ran = {}, {}, {}, {}, {}, {}
     for cand, res in zip(cands, results):
@@ -100,8 +100,7 @@ def _bench(ctx, r, cand, best_row: dict, fast_eval: dict) -> dict:
     """Latency of the candidate's FP32 and best INT8 pipeline files (and ONNX Runtime's own static INT8
     of the FP32 file), timed here with nothing else running."""
     cfg = ctx.cfg
-    pipe = candidates.load(cand)
-    r.upstream = {n: as_fn(candidates.unit(pipe, n)) for n in ("enhancer", "denoiser")}   # calibration: chain
+    # the pipeline's own input images: no upstream net runs for them (shared.calibration.inputs)
     calib = [b.numpy() for b in r.calib("pipeline", ctx.seed, 1, cfg["bench"]["ort_calibration_images"])]
     stem = ctx.out / folder_name(cand.name) / "pipeline"
     int8 = ctx.out / best_row["onnx_file"]

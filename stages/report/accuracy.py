@@ -19,7 +19,7 @@ from shared import executor
 from shared.data import load_split
 from shared.evaluation import Protocol
 from stages.report import openvino_rt
-from stages.report.measure import evaluate_artifact, has_metrics
+from stages.report.measure import evaluate_artifact, from_upstream
 from stages.report.records import Artifact
 
 LOGGER = "stages.report"
@@ -45,21 +45,18 @@ def accuracy_cell(job: AccuracyJob) -> dict:
     return m
 
 
-def needs_cell(a: Artifact, keep: bool, openvino: bool) -> bool:
-    return keep or openvino or not has_metrics(a.upstream, a.role)
-
-
-def measure(arts: list[Artifact], keep: frozenset, openvino: set, dataset: Path, config: dict, log) -> dict:
-    """{artifact name: metrics} for the ONNX files ``arts``: read from upstream where it can be, the
-    rest measured in cells (``openvino``: the names also scored in OpenVINO)."""
+def measure(arts: list[Artifact], keep: frozenset, openvino: set, test, proto: Protocol, dataset: Path, config: dict,
+            log) -> dict:
+    """{artifact name: metrics} for the ONNX files ``arts``: read from upstream where it can be (the
+    stage's ``test`` split and ``proto``), the rest measured in cells that load the split from
+    ``dataset`` themselves (``openvino``: the names also scored in OpenVINO)."""
     jobs = [AccuracyJob(a, a.name in keep, a.name in openvino, dataset, config) for a in arts]
-    cells = [j for j in jobs if needs_cell(j.artifact, j.keep_dets, j.openvino)]
+    cells = [j for j in jobs if j.openvino or not from_upstream(j.artifact, j.keep_dets)]
     spec = executor.local(config["executor"], log)
     if cells:
         log.info("accuracy of %d file(s) measured here (%d in OpenVINO too), %d read from their stage's manifest",
                  len(cells), sum(j.openvino for j in cells), len(jobs) - len(cells))
     done = dict(zip((j.artifact.name for j in cells),
-                    executor.run_cells(accuracy_cell, cells, spec, log, package=__name__.rsplit(".", 1)[0])))
-    test, proto = load_split(dataset, "test"), Protocol.from_config(config)
+                    executor.run_cells(accuracy_cell, cells, spec, log)))
     return {j.artifact.name: done.get(j.artifact.name) or evaluate_artifact(j.artifact, test, proto, log)
             for j in jobs}

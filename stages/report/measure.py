@@ -45,10 +45,15 @@ def has_metrics(m: dict | None, role: str) -> bool:
     return need in m
 
 
+def from_upstream(a: Artifact, keep_dets: bool = False) -> bool:
+    """Whether the file's upstream figures are used as they are (nothing to run here)."""
+    return has_metrics(a.upstream, a.role) and not (keep_dets and a.role in ("detector", "pipeline"))
+
+
 def evaluate_artifact(a: Artifact, test, proto: Protocol, log=None, keep_dets: bool = False) -> dict:
     """Metrics of one ONNX file (see the module docstring), plus ``source`` and ``eval_s``
     (and ``dets`` with ``keep_dets`` for a detector or pipeline)."""
-    if has_metrics(a.upstream, a.role) and not (keep_dets and a.role in ("detector", "pipeline")):
+    if from_upstream(a, keep_dets):
         return {**_keep(a.upstream, DET_KEYS + RES_KEYS), "source": f"{a.stage} manifest"}
     t0 = time.time()
     if a.role == "pipeline" and keep_dets:

@@ -52,7 +52,7 @@ def model_size(row: dict) -> float | None:
     return row["weight_bytes"] if row.get("weight_bytes") else row.get("bytes")
 
 
-def artifact_rows(stages, dataset, config, lcfg, log, keep=frozenset()) -> tuple[list[dict], list, dict]:
+def artifact_rows(stages, test, proto, dataset, config, lcfg, log, keep=frozenset()) -> tuple[list[dict], list, dict]:
     """(rows, untimed, measured): ``keep`` names the artifacts evaluated here with their per-image
     detections kept; ``measured`` maps each to its metrics (``dets`` included).  Accuracy first
     (stages/report/accuracy.py: cells side by side), then every file timed one at a time."""
@@ -62,7 +62,7 @@ def artifact_rows(stages, dataset, config, lcfg, log, keep=frozenset()) -> tuple
     timed = {a.name for a in onnx_arts[:limit]}
     ov = {a.name for a in onnx_arts if a.role == "pipeline" and a.name in timed} \
         if openvino_rt.available() is None else set()   # whole systems, second runtime
-    metrics = accuracy.measure(onnx_arts, keep, ov, dataset, config, log)
+    metrics = accuracy.measure(onnx_arts, keep, ov, test, proto, dataset, config, log)
     rows, measured = [], {}
     for a in tqdm(arts, desc="artifacts", unit="file"):
         if a.external is not None:
@@ -219,8 +219,8 @@ def run(ctx) -> dict:
     log.info("upstream: %s", "; ".join(f"{s.name}: {len(s.artifacts)} ONNX" + (" (skipped)" if s.skipped else "")
                                        for s in stages))
     plan = jmmc.plan(stages)
-    rows, untimed, measured = artifact_rows(stages, ctx.input("dataset"), ctx.config, cfg["latency"], log,
-                                            jmmc.keep(plan))
+    rows, untimed, measured = artifact_rows(stages, test, proto, ctx.input("dataset"), ctx.config, cfg["latency"],
+                                            log, jmmc.keep(plan))
     grp = groups(stages)
     crow, chains = chain_rows(grp, test, proto, cfg["latency"], log,
                               {g: m for s in stages for g, m in s.chain_metrics.items()})

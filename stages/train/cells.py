@@ -42,8 +42,8 @@ def train_cell(job: TrainJob) -> dict:
     log = logging.getLogger("stages.train")
     device = pick_device(job.config["device"])
     amp = Amp(cfg["amp"], device)
-    torch.manual_seed(seed)
-    pipe = build_models(model_config(cfg, job.size))
+    torch.manual_seed(seed)   # the chain built as the stage builds it: every part, YuNet's cell too, starts
+    pipe = build_models(model_config(cfg, job.size))   # from the torch RNG state one process had
     t0 = time.time()
     if job.part == "detector":
         from stages.train.detector_mmdet import train_detector  # needs mmdet: only in the train image

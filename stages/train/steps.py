@@ -54,8 +54,7 @@ def run(ctx) -> dict:
     pipe = build_models(model_config(cfg, size))
     jobs = [cells.TrainJob(part, data, ctx.out, ctx.config, size) for part in cells.PARTS]
     t0 = time.time()
-    trained = executor.run_cells(cells.train_cell, jobs, executor.local(ctx.config["executor"], log), log,
-                                 package=cells.__name__.rsplit(".", 1)[0])
+    trained = executor.run_cells(cells.train_cell, jobs, executor.local(ctx.config["executor"], log), log)
     log.info("trained %s in %.0f s", ", ".join(cells.PARTS), time.time() - t0)
     history, timings = {}, {}
     for job, res in zip(jobs, trained):

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from shared.config import defaults, load_schema
+from shared.data import load_split
+from shared.evaluation import Protocol
 from stages.report import accuracy, openvino_rt
 from stages.report.records import Artifact
 
@@ -30,8 +32,12 @@ def test_cells_side_by_side_equal_one_after_another(run_dir, eval_cfg, tmp_path)
     names = [a.name for a in arts]
     keep = frozenset({names[0]})
     log = logging.getLogger("test")
-    one = accuracy.measure(arts, keep, set(names[:2]) if ov else set(), run_dir / "dataset", _config(eval_cfg, 1), log)
-    two = accuracy.measure(arts, keep, set(names[:2]) if ov else set(), run_dir / "dataset", _config(eval_cfg, 2), log)
+    test = load_split(run_dir / "dataset", "test")
+    proto = Protocol.from_config(_config(eval_cfg, 1))
+    one = accuracy.measure(arts, keep, set(names[:2]) if ov else set(), test, proto, run_dir / "dataset",
+                           _config(eval_cfg, 1), log)
+    two = accuracy.measure(arts, keep, set(names[:2]) if ov else set(), test, proto, run_dir / "dataset",
+                           _config(eval_cfg, 2), log)
     assert one[names[2]] == two[names[2]] == {"ap": 0.5, "nme": 0.25, "source": "train manifest"}   # read, not run
     for n in names[:2]:
         a, b = ({k: v for k, v in m.items() if k not in ("eval_s", "dets")} for m in (one[n], two[n]))
