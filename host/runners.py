@@ -132,7 +132,7 @@ class LocalRunner:
 
     def command(self, stage: Stage, config_path: Path, key: str, env_id: str, run: str = "run",
                 threads: int = 0) -> list[str]:
-        env = ["env", *[a for a in thread_env_args(threads) if a != "-e"]] if threads else []
+        env = ["env", "PYTHONHASHSEED=0", *[a for a in thread_env_args(threads) if a != "-e"]]   # as compose.yaml
         return env + [str(self.venv_dir(stage.image) / "bin" / "python"), "-m", stage_module(stage.name),
                       "--config", str(config_path), "--work", str(VOLUMES), "--cache-key", key, "--env-id", env_id]
 

@@ -10,6 +10,9 @@ Outputs (``<run>/esp/``):
   <candidate>/chain/<variant>/chain.json                     the chain's models in run order (the folder its record names)
   firmware/                                                   ESP-IDF project (stages/esp/firmware.py)
 
+The work runs as executor cells (stages/esp/cells.py): each candidate's models side by side (quantize,
+measure), then each chain (the three nets in series); the rows and records are added here in one order.
+
 Every model file written is described by an artifact record (``ctx.artifact``, shared/artifacts.py):
 each .espdl (role, int precision, simulated accuracy, device bytes), each chain
 of .espdl models run one after the other (role ``chain``) and the copies embedded in firmware/.
@@ -18,18 +21,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 
-import onnx
 import torch
 
-from shared import calibration
+from shared import calibration, executor
 from shared.data import load_split
 from shared.evaluation import Protocol, as_fn
-from stages.esp import firmware
-from stages.esp.calib import as_batches
-from stages.esp.evaluate import chain_fn, executor_fn, metrics, rows_for, write_tables
-from stages.esp.footprint import graph_footprint
+from stages.esp import cells, firmware
+from stages.esp.evaluate import rows_for, write_tables
 from stages.esp.graph import check_ops, cut_before
 from stages.esp.memory import budget, chain_budget
 from stages.esp.quantize import error_report, make_setting, quantize, select_int16, with_followers
@@ -126,61 +125,58 @@ def run(ctx) -> dict:
                 "; the upstream stage was skipped: run it (`invoke stage train`)", "metrics": {}}
     proto = Protocol.from_config(ctx.config)
     data = ctx.input("dataset")
-    test = load_split(data, "test")
     cal_split = load_split(data, "calibration")
-    board = cfg["board"]
-    acc_rows, mem_rows, summary, files = [], [], {}, []
+    spec = executor.local(ctx.config["executor"], log)
+    jobs, onnx_by_cand = [], {}
     for cand, src in candidates.items():
-        t0 = time.time()
-        onnx_files = prepare(src, cfg["models"], cfg["cut"], ctx.out / cand, log)
+        onnx_files = onnx_by_cand[cand] = prepare(src, cfg["models"], cfg["cut"], ctx.out / cand, log)
         feeds = {m: src / f"{m}.onnx" for m in ("enhancer", "denoiser") if (src / f"{m}.onnx").exists()}
         x01 = calibration.inputs(cal_split, ctx.config["calibration"], proto.variant, ctx.seed, onnx_files,
                                  {m: as_fn(p) for m, p in feeds.items()})   # the FP32 chain feeds each net
-        cal = {m: calibration.scaled(x, m) for m, x in x01.items()}
-        fp32, graphs, seen = {}, {}, {}
-        for m, path in onnx_files.items():
-            if m not in cfg["cut"]:
-                fp32[m] = metrics(m, path, test, proto)
-            graphs[m] = quantize_model(m, path, as_batches(cal[m]), cfg, ctx.out / cand / m, log)
-        have_chain = all(m in onnx_files and m not in cfg["cut"] for m in CHAIN)
-        if have_chain:
-            fp32["chain"] = metrics("chain", chain_fn(*(onnx_files[m] for m in CHAIN)), test, proto)
+        jobs += [cells.ModelJob(cand, m, path, calibration.scaled(x01[m], m), m not in cfg["cut"], ctx.out / cand / m,
+                                ctx.out / ".graphs" / cand / m, data, ctx.config) for m, path in onnx_files.items()]
+    jobs.sort(key=lambda j: j.model != "pipeline")   # the largest graph first: the others fill the other workers
+    done = dict(zip(((j.cand, j.model) for j in jobs), executor.run_cells(cells.model_cell, jobs, spec, log)))
+    chains = _chain_jobs(candidates, onnx_by_cand, done, cfg, data, ctx.config)
+    chain_res = dict(zip(chains, executor.run_cells(cells.chain_cell, list(chains.values()), spec, log)))
+    acc_rows, mem_rows, summary, files = [], [], {}, []
+    for cand in candidates:
+        res = {m: done[(cand, m)] for m in onnx_by_cand[cand]}
+        fp32 = {m: r["fp32"] for m, r in res.items() if r["fp32"] is not None}
+        secs = sum(r["seconds"] for r in res.values())
+        if (cand, None) in chain_res:
+            fp32["chain"] = chain_res[(cand, None)]["metrics"]
         for v in cfg["variants"]:
             rows = []
-            for m, path in onnx_files.items():
-                g = graphs[m][v]
-                fp = graph_footprint(g, as_batches(cal[m][:1])[0])
-                size = (ctx.out / cand / m / f"{v}.espdl").stat().st_size
-                row = budget(m, fp["weights_bytes"], fp["peak_activation_bytes"], size, board)
+            for m, r in res.items():
+                got = r["variants"][v]
+                fp = got["footprint"]
+                row = budget(m, fp["weights_bytes"], fp["peak_activation_bytes"], got["size"], cfg["board"])
                 row.update(candidate=cand, variant=v, peak_at=fp["peak_at"], layers_by_bits=fp["computing_layers_by_bits"])
                 rows.append(row)
                 if m in cfg["cut"]:   # not measured (the rest runs off the chip): its file and bytes only
                     record(ctx, file_entry(f"{cand}/{m}/{v}.espdl", m, v, None, row), v,
                            label=f"cut before node '{cfg['cut'][m]}'")
                 if m in fp32:
-                    if id(g) not in seen:  # mixed with no int16 layer is the int8 graph: measured once
-                        names = [o.name for o in onnx.load(str(path)).graph.output]
-                        seen[id(g)] = metrics(m, executor_fn(g, names), test, proto)
-                    acc_rows += rows_for(cand, m, v, seen[id(g)], fp32[m])
-                    files.append(record(ctx, file_entry(f"{cand}/{m}/{v}.espdl", m, v, seen[id(g)], row), v))
+                    acc_rows += rows_for(cand, m, v, got["metrics"], fp32[m])
+                    files.append(record(ctx, file_entry(f"{cand}/{m}/{v}.espdl", m, v, got["metrics"], row), v))
             chain_rows = [r for r in rows if r["model"] in CHAIN]
             if len(chain_rows) == len(CHAIN):
-                rows.append({**chain_budget(chain_rows, board), "candidate": cand, "variant": v, "peak_at": "",
+                rows.append({**chain_budget(chain_rows, cfg["board"]), "candidate": cand, "variant": v, "peak_at": "",
                              "layers_by_bits": {}})
-            if have_chain:
-                key = tuple(id(graphs[m][v]) for m in CHAIN)
-                if key not in seen:
-                    fns = [executor_fn(graphs[m][v], [o.name for o in onnx.load(str(onnx_files[m])).graph.output])
-                           for m in CHAIN]
-                    seen[key] = metrics("chain", chain_fn(*fns), test, proto)
-                acc_rows += rows_for(cand, "chain", v, seen[key], fp32["chain"])
-                files.append(record(ctx, file_entry(f"{cand}/chain/{v}", "chain", v, seen[key], rows[-1] if len(
+            key = _chain_key(cand, v, res)
+            if "chain" in fp32 and key in chain_res:
+                got = chain_res[key]["metrics"]
+                acc_rows += rows_for(cand, "chain", v, got, fp32["chain"])
+                files.append(record(ctx, file_entry(f"{cand}/chain/{v}", "chain", v, got, rows[-1] if len(
                     chain_rows) == len(CHAIN) else {}, models=[f"{cand}/{m}/{v}.espdl" for m in CHAIN]), v))
             mem_rows += rows
-        summary[cand] = {"seconds": round(time.time() - t0, 1), "fp32": fp32}
-        log.info("candidate %s done in %.1f s", cand, time.time() - t0)
+        secs += sum(x["seconds"] for k, x in chain_res.items() if k[0] == cand)
+        summary[cand] = {"seconds": round(secs, 1), "fp32": fp32}
+        log.info("candidate %s: %.1f s of cells", cand, secs)
+    shutil.rmtree(ctx.out / ".graphs", ignore_errors=True)
     write_tables(acc_rows, ctx.out)
-    write_memory(mem_rows, board, ctx.out)
+    write_memory(mem_rows, cfg["board"], ctx.out)
     fw = _firmware(ctx, candidates, mem_rows)
     metrics_out = {
         "accuracy": {f"{r['candidate']}/{r['model']}/{r['variant']}/{r['metric']}": round(r["value"], 5)
@@ -188,12 +184,37 @@ def run(ctx) -> dict:
         "fp32": {c: s["fp32"] for c, s in summary.items()},
         "memory": {f"{r['candidate']}/{r['model']}/{r['variant']}": {k: r[k] for k in (
             "weights_bytes", "peak_activation_bytes", "flash_bytes", "activations_in", "pass")} for r in mem_rows},
-        "board": board, "firmware": fw, "seconds": {c: s["seconds"] for c, s in summary.items()},
+        "board": cfg["board"], "firmware": fw, "seconds": {c: s["seconds"] for c, s in summary.items()},
         "files": files,
         "calibration": calibration.describe(ctx.config["calibration"], len(cal_split), ctx.seed),
     }
     (ctx.out / "metrics.json").write_text(json.dumps(metrics_out, indent=2, default=float) + "\n")
     return {"metrics": metrics_out}
+
+
+def _chain_key(cand: str, variant: str, res: dict) -> tuple:
+    """The chain of ``variant``'s graphs, named by the variants whose graphs they are (mixed without an
+    int16 layer is int8's graph: a chain of the same three graphs is measured once)."""
+    return cand, tuple(res[m]["variants"][variant]["same_as"] or variant for m in CHAIN)
+
+
+def _chain_jobs(candidates: dict, onnx_by_cand: dict, done: dict, cfg: dict, data, config: dict) -> dict:
+    """{(cand, None): the FP32 chain, (cand, variants): each distinct quantized chain} of every candidate
+    that has the three nets uncut."""
+    out = {}
+    for cand in candidates:
+        files = onnx_by_cand[cand]
+        if not all(m in files and m not in cfg["cut"] for m in CHAIN):
+            continue
+        res = {m: done[(cand, m)] for m in files}
+        outputs = tuple(tuple(res[m]["outputs"]) for m in CHAIN)
+        out[(cand, None)] = cells.ChainJob(cand, None, tuple(files[m] for m in CHAIN), outputs, data, config)
+        for v in cfg["variants"]:
+            key = _chain_key(cand, v, res)
+            if key not in out:
+                out[key] = cells.ChainJob(cand, v, tuple(res[m]["variants"][v]["graph"] for m in CHAIN), outputs,
+                                          data, config)
+    return out
 
 
 ROLES = {"enhancer": "enhancer", "denoiser": "denoiser", "yunet": "detector", "pipeline": "pipeline", "chain": "chain"}

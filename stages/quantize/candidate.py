@@ -1,14 +1,20 @@
-"""One quantize candidate, start to finish: its FP32 rows, the PTQ grid, NNCF, INQ, QAT per model,
-joint QAT (JMMC) vs the independently QAT'd models chained, and the best INT8 pipeline vs FP32.
+"""One quantize candidate, start to finish, as one or two jobs: its FP32 rows, the PTQ grid, NNCF,
+INQ, QAT per model, joint QAT (JMMC) vs the independently QAT'd models chained, and the best INT8
+pipeline vs FP32.
 
-:func:`run_candidate` takes a :class:`CandidateJob` and runs in any process on this machine: the
-stage runs the candidates side by side in spawned processes (``shared.executor``, local, several
-workers; the PTQ grid of each then runs inside it) or one after another in its own process (one
-worker, one candidate, or Ray: the grid's cells are then the executor's cells).  Either way every
-candidate computes with ``executor.cpus_per_cell`` threads, so the rows are the same.  The job
-carries a copy of the stage context with empty artifact records: the rows' ONNX files are recorded
-there (``Runner.describe``) and handed back with the rows, which the stage merges in candidate order.
-Latency is not measured here (candidates may run side by side): the stage times the pipelines after.
+:func:`parts` splits a candidate that quantizes the pipeline and single nets into two jobs: the
+single nets (their grids, INQ, QAT, the independently QAT'd chain) and the pipeline (its grid,
+NNCF, joint QAT); neither reads what the other computes, and the larger candidate is then two
+jobs of about the size of the others.  :func:`run_candidate` takes a :class:`CandidateJob` and runs
+in any process on this machine: the stage runs the jobs side by side in spawned processes
+(``shared.executor``, local, several workers; the PTQ grid of each then runs inside it) or one
+after another in its own process (one worker, one job, or Ray: the grid's cells are then the
+executor's cells).  Either way every job computes with ``executor.cpus_per_cell`` threads, so the
+rows are the same.  A job carries a copy of the stage context with empty artifact records: the
+rows' ONNX files are recorded there (``Runner.describe``) and handed back with the rows and the
+test detections.  :func:`merge` joins a candidate's parts in the stage: the rows in one order
+(single nets, pipeline, the chained row last), joint - independent, the best INT8 pipeline vs
+FP32.  Latency is not measured here (jobs may run side by side): the stage times the pipelines after.
 """
 from __future__ import annotations
 
@@ -41,15 +47,28 @@ class CandidateJob:
     nncf_args: dict | None
     data: Path             # the dataset stage's output
     grid_spec: dict        # where this candidate's PTQ cells run (an executor section, workers resolved)
+    chain: bool = False    # this job chains its QAT'd nets (the candidate's pipeline is joint-QAT'd elsewhere)
 
 
-def job_for(ctx, cand, models, cells, nncf_args, data, grid_spec) -> CandidateJob:
+SINGLE = ("enhancer", "denoiser", "detector")   # the independently QAT'd nets the chained row runs in series
+
+
+def parts(models) -> list[tuple]:
+    """The jobs a candidate's units run in: the single nets apart from the pipeline when it has both."""
+    models = tuple(models)
+    if "pipeline" in models and len(models) > 1:
+        return [tuple(m for m in models if m != "pipeline"), ("pipeline",)]
+    return [models]
+
+
+def job_for(ctx, cand, models, cells, nncf_args, data, grid_spec, chain: bool = False) -> CandidateJob:
     return CandidateJob(dataclasses.replace(ctx, artifacts=[], chains={}), cand, tuple(models), tuple(cells),
-                        nncf_args, data, grid_spec)
+                        nncf_args, data, grid_spec, chain)
 
 
 def run_candidate(job: CandidateJob) -> dict:
-    """{rows, artifacts, best_pipeline (its row or None), joint, vs_fp32, selection, provenance, ran, fast_eval}."""
+    """One part of a candidate: {rows, artifacts, dets (test detections of its pipeline rows), best_pipeline
+    (its row or None), selection, provenance, ran, joint (the pipeline's part), independent (the chained row)}."""
     ctx, cand, cfg = job.ctx, job.cand, job.ctx.cfg
     t0 = time.time()
     r = make_runner(ctx.out, job.data, ctx.config, ctx)   # Runner.add records each row's ONNX file (ctx.artifact)
@@ -57,8 +76,8 @@ def run_candidate(job: CandidateJob) -> dict:
     r.upstream = {n: as_fn(candidates.unit(pipe, n)) for n in ("enhancer", "denoiser")}  # calibration: chain
     prov = _provenance(ctx, cand, pipe)
     cmodels = list(job.models)
-    ctx.log.info("candidate %s (%s, made by %s): %d models x %d PTQ cells", cand.name, cand.root, prov["made_by"],
-                 len(cmodels), len(job.cells))
+    ctx.log.info("candidate %s (%s, made by %s): %s x %d PTQ cells", cand.name, cand.root, prov["made_by"],
+                 ", ".join(cmodels), len(job.cells))
     best, qat_paths, qat_mods, selection, out = {}, {}, {}, {}, {}
     fp32 = {name: _fp32(ctx, r, cand.name, name, candidates.unit(pipe, name)) for name in cmodels}
     grid_cells, ran = _run_grid(ctx, r, cand, {n: grid.cells_for(list(job.cells), cfg["ptq"], n) for n in cmodels},
@@ -71,16 +90,48 @@ def run_candidate(job: CandidateJob) -> dict:
         if cfg["qat"]["enabled"] and name != "pipeline" and best[name]:
             qat_mods[name], qat_paths[name] = _qat(ctx, r, cand.name, name, best[name])
     if cfg["joint"]["enabled"] and "pipeline" in cmodels and best.get("pipeline"):
-        out["joint"] = _joint(ctx, r, cand.name, pipe, best["pipeline"], qat_mods, qat_paths)
+        out["joint"] = _joint_qat(ctx, r, cand.name, best["pipeline"])
+    if job.chain and all(k in qat_mods for k in SINGLE):
+        out["independent"] = _independent_chain(ctx, r, cand.name, pipe, qat_mods, qat_paths)
     best_row = best["pipeline"]["row"] if best.get("pipeline") else None
+    ctx.log.info("candidate %s (%s) done in %.1f s", cand.name, ", ".join(cmodels), time.time() - t0)
+    return {"rows": r.rows, "artifacts": ctx.artifacts, "dets": r.dets, "best_pipeline": best_row,
+            "selection": selection, "provenance": prov, "ran": ran, **out}
+
+
+def merge(ctx, r: Runner, cand, results: list[dict]) -> dict:
+    """A candidate's parts joined in the stage's runner ``r`` (rows and test detections added): {rows,
+    artifacts, best_pipeline, selection, provenance, ran, joint, vs_fp32, fast_eval}, as one job gave them."""
+    rows = [x for res in results for x in res["rows"]]
+    chained = [x for x in rows if x["method"] == "independent_qat_chained"]
+    rows = [x for x in rows if x["method"] != "independent_qat_chained"] + chained
+    fp32_pipe = next((x for x in rows if x["model"] == "pipeline" and x["method"] == "fp32"), None)
+    for x in chained:   # the chain is compared with the pipeline: its FP32 bytes
+        x["fp32_bytes"] = fp32_pipe["fp32_bytes"] if fp32_pipe else None
+    r.rows.extend(rows)
+    for res in results:
+        r.dets.update(res["dets"])
+    ran = [res["ran"] for res in results]
+    out = {"rows": rows, "artifacts": [a for res in results for a in res["artifacts"]],
+           "best_pipeline": next((res["best_pipeline"] for res in results if res["best_pipeline"]), None),
+           "selection": {k: v for res in results for k, v in res["selection"].items()},
+           "provenance": results[0]["provenance"],
+           "ran": {"kind": ran[0]["kind"], "cells": sum(x["cells"] for x in ran),
+                   "seconds": round(sum(x["seconds"] for x in ran), 1), "retried": [y for x in ran for y in x["retried"]]}}
+    joint = next((res["joint"] for res in results if "joint" in res), None)
+    indep = next((res["independent"] for res in results if "independent" in res), None)
+    if joint is not None:
+        out["joint"] = {**joint, **(_joint_vs_independent(ctx, r, cand.name, indep) if indep else {})}
+        if indep is None:
+            ctx.log.warning("joint vs independent: needs enhancer, denoiser and detector in quantize.models with qat")
+    best_row = out["best_pipeline"]
     if best_row:
         out["vs_fp32"] = _int8_vs_fp32(ctx, r, cand.name)
-        # a default session's score ("fast"), quoted beside the latency (steps._bench)
-        out["fast_eval"] = measure.evaluate(ort_session(ctx.out / best_row["onnx_file"], mode="fast"), "pipeline",
-                                            r.test, r.proto)
-    ctx.log.info("candidate %s done in %.1f s", cand.name, time.time() - t0)
-    return {"rows": r.rows, "artifacts": ctx.artifacts, "best_pipeline": best_row, "selection": selection,
-            "provenance": prov, "ran": ran, **out}
+        # a default session's score ("fast"), quoted beside the latency (steps._bench), at a cell's threads
+        with executor.cell_threads(ctx.config["executor"]["cpus_per_cell"]):
+            out["fast_eval"] = measure.evaluate(ort_session(ctx.out / best_row["onnx_file"], mode="fast"), "pipeline",
+                                                r.test, r.proto)
+    return out
 
 
 def _provenance(ctx, cand, pipe) -> dict:
@@ -122,13 +173,13 @@ def _run_grid(ctx, r: Runner, cand, models_cells: dict, fp32_bytes: dict, data, 
     t0 = time.time()
     jobs = cellwork.jobs_for(cand, models_cells, fp32_bytes, ctx.out, data, ctx.config, spec)
     fn = functools.partial(cellwork.ptq_cell, r=r) if executor.in_process(spec, len(jobs)) else cellwork.ptq_cell
-    attempts = ctx.out / ".cells" / folder_name(cand.name)
+    attempts = ctx.out / ".cells" / folder_name(cand.name) / "+".join(models_cells)   # a part's own (side by side)
     results = executor.run_cells(fn, jobs, spec, ctx.log, attempts, cellwork.PACKAGE)
     retried = [f"{j.model}/{j.cell.name} ({n}x)" for j, n in zip(jobs, executor.attempt_counts(attempts, len(jobs)))
                if n > 1]
     if retried:
         ctx.log.warning("executor: cells run again after a lost worker: %s", ", ".join(retried))
-    shutil.rmtree(attempts, ignore_errors=True)   # this candidate's only: others may be running beside it
+    shutil.rmtree(attempts, ignore_errors=True)   # this part's only: others may be running beside it
     out: dict[str, list] = {n: [] for n in models_cells}
     for job, res in zip(jobs, results):
         out[job.model].append((job, res))
@@ -172,42 +223,48 @@ def _qat(ctx, r: Runner, cand: str, name: str, best: dict):
     return sim.model, ctx.out / row["onnx_file"]
 
 
-def _joint(ctx, r: Runner, cand: str, pipe, best: dict, qat_mods: dict, qat_paths: dict) -> dict:
-    """JMMC joint QAT of the pipeline sim vs the independently QAT'd models chained; ``ap_diff``:
-    AP(joint) - AP(independent) of the ONNX files on the test images, paired bootstrap 95 % interval
-    (``ap_diff_sim``: the same for the torch simulations)."""
+def _joint_qat(ctx, r: Runner, cand: str, best: dict) -> dict:
+    """JMMC joint QAT of the pipeline sim (from the best W8A8 PTQ cell, chosen on val)."""
     jc = ctx.cfg["joint"]
     sim = best["sim"]
     hist = qat(sim, "pipeline", r.train, jc, r.proto.variant, ctx.seed, ctx.log,
                {"w_det": jc["w_det"], "w_den": jc["w_den"], "w_lle": jc["w_lle"]})
     jrow = r.record(cand, "pipeline", "joint_qat", "W8A8", best["cell"].seed, sim.model, sim, best["dummy"],
                     "joint_qat", best["row"]["fp32_bytes"], {"history": hist})
-    out = {"split": REPORTED, "ptq_best": best["row"]["sim"], "ptq_best_cell": best["cell"].name,
-           "ptq_best_selected_on": SELECT, "joint_qat": jrow["sim"], "joint_qat_onnx": jrow["onnx"]}
-    if all(k in qat_mods for k in ("enhancer", "denoiser", "detector")):
-        from shared.models.pipeline import Pipeline
-        chain = Pipeline(qat_mods["enhancer"], qat_mods["denoiser"], qat_mods["detector"], swap_rb=pipe.swap_rb,
-                         clamp=pipe.clamp, pixel_scale=getattr(pipe, "pixel_scale", 255.0)).eval()
-        fn = chained_onnx(qat_paths["enhancer"], qat_paths["denoiser"], qat_paths["detector"])
-        sim_m, sim_val, sim_dets = r.measure(chain, "pipeline")
-        onnx_m, _, onnx_dets = r.measure(fn, "pipeline", selectable=False)
-        g = measure.gap(sim_m, onnx_m)
-        irow = r.add({"candidate": cand, "model": "pipeline", "method": "independent_qat_chained", "bits": "W8A8",
-                      "seed": ctx.seed, "split": REPORTED, "sim": sim_m, "onnx": onnx_m, "sim_val": sim_val, "gap": g,
-                      "max_gap": measure.max_gap(g), "gap_ap": r.gap_interval("pipeline", sim_dets, onnx_dets),
-                      "int8_bytes": None, "fp32_bytes": best["row"]["fp32_bytes"],
-                      "onnx_file": "chain of the three qat.onnx"}, sim_dets, onnx_dets)
-        out.update(independent_qat=sim_m, independent_qat_onnx=onnx_m)
-        a, b = r.dets[row_key(jrow)], r.dets[row_key(irow)]
-        nb = ctx.cfg["intervals"]["n_boot"]
-        out["ap_diff"] = {"a": "joint_qat", "b": "independent_qat_chained", "system": "onnx",
-                          **measure.ap_diff(a["onnx"], b["onnx"], r.test, r.proto, nb, ctx.seed)}
-        out["ap_diff_sim"] = {"a": "joint_qat", "b": "independent_qat_chained", "system": "sim",
-                              **measure.ap_diff(a["sim"], b["sim"], r.test, r.proto, nb, ctx.seed)}
-        ctx.log.info("%s joint - independent AP (onnx, test): %.4f [%.4f, %.4f]", cand, out["ap_diff"]["value"],
-                     out["ap_diff"]["lo"], out["ap_diff"]["hi"])
-    else:
-        ctx.log.warning("joint vs independent: needs enhancer, denoiser and detector in quantize.models with qat")
+    return {"split": REPORTED, "ptq_best": best["row"]["sim"], "ptq_best_cell": best["cell"].name,
+            "ptq_best_selected_on": SELECT, "joint_qat": jrow["sim"], "joint_qat_onnx": jrow["onnx"]}
+
+
+def _independent_chain(ctx, r: Runner, cand: str, pipe, qat_mods: dict, qat_paths: dict) -> dict:
+    """The independently QAT'd nets chained (torch sims and their three ONNX files): its row, added;
+    its FP32 bytes are the pipeline's, filled in by :func:`merge`."""
+    from shared.models.pipeline import Pipeline
+    chain = Pipeline(qat_mods["enhancer"], qat_mods["denoiser"], qat_mods["detector"], swap_rb=pipe.swap_rb,
+                     clamp=pipe.clamp, pixel_scale=getattr(pipe, "pixel_scale", 255.0)).eval()
+    fn = chained_onnx(qat_paths["enhancer"], qat_paths["denoiser"], qat_paths["detector"])
+    sim_m, sim_val, sim_dets = r.measure(chain, "pipeline")
+    onnx_m, _, onnx_dets = r.measure(fn, "pipeline", selectable=False)
+    g = measure.gap(sim_m, onnx_m)
+    r.add({"candidate": cand, "model": "pipeline", "method": "independent_qat_chained", "bits": "W8A8",
+           "seed": ctx.seed, "split": REPORTED, "sim": sim_m, "onnx": onnx_m, "sim_val": sim_val, "gap": g,
+           "max_gap": measure.max_gap(g), "gap_ap": r.gap_interval("pipeline", sim_dets, onnx_dets),
+           "int8_bytes": None, "fp32_bytes": None, "onnx_file": "chain of the three qat.onnx"}, sim_dets, onnx_dets)
+    return {"independent_qat": sim_m, "independent_qat_onnx": onnx_m}
+
+
+def _joint_vs_independent(ctx, r: Runner, cand: str, indep: dict) -> dict:
+    """AP(joint QAT) - AP(independent QAT chained) of the ONNX files on the test images, paired bootstrap
+    95 % interval (``ap_diff_sim``: the same for the torch simulations); both rows' detections are in ``r``."""
+    rows = {x["method"]: x for x in r.rows if x["candidate"] == cand and x["model"] == "pipeline"}
+    a, b = r.dets[row_key(rows["joint_qat"])], r.dets[row_key(rows["independent_qat_chained"])]
+    nb = ctx.cfg["intervals"]["n_boot"]
+    out = {**indep,
+           "ap_diff": {"a": "joint_qat", "b": "independent_qat_chained", "system": "onnx",
+                       **measure.ap_diff(a["onnx"], b["onnx"], r.test, r.proto, nb, ctx.seed)},
+           "ap_diff_sim": {"a": "joint_qat", "b": "independent_qat_chained", "system": "sim",
+                           **measure.ap_diff(a["sim"], b["sim"], r.test, r.proto, nb, ctx.seed)}}
+    ctx.log.info("%s joint - independent AP (onnx, test): %.4f [%.4f, %.4f]", cand, out["ap_diff"]["value"],
+                 out["ap_diff"]["lo"], out["ap_diff"]["hi"])
     return out
 
 

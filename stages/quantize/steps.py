@@ -15,9 +15,11 @@ Outputs (``<run>/quantize/``):
   manifest.json "artifacts"                 one record per ONNX file above (``Runner.describe``)
 ``<folder>`` is the candidate name made filesystem-safe (``methods.folder_name``).
 
-Each candidate is one job (stages/quantize/candidate.py): several run side by side on the local
-executor when it has the workers, each with its PTQ grid inside; otherwise they run one after
-another here and their grid cells are the executor's cells (spawned processes or Ray tasks).
+Each candidate is one job, or two when it quantizes the pipeline and single nets
+(stages/quantize/candidate.py, ``parts``): the jobs run side by side on the local executor when it
+has the workers, each with its PTQ grid inside; otherwise they run one after another here and their
+grid cells are the executor's cells (spawned processes or Ray tasks).  ``candidate.merge`` joins a
+candidate's parts here.
 The latency benchmark runs here, after them, with nothing else computing.
 """
 from __future__ import annotations
@@ -50,16 +52,21 @@ def run(ctx) -> dict:
     proto = Protocol.from_config(ctx.config)
     r = make_runner(ctx.out, data, ctx.config, ctx)
     nncf_args = nncf_ptq.from_edgy(cfg["nncf"]["config"], cfg["nncf"]["subset_size"]) if cfg["nncf"]["enabled"] else None
-    outer, inner = spread(ctx.config["executor"], len(cands))
-    jobs = [candidate.job_for(ctx, cand, grid.check_models(list(cand.models)) if cand.models else models, cells,
-                              nncf_args, data, inner) for cand in cands]   # a candidate's own model list wins
+    plan = [(cand, part) for cand in cands   # a candidate's own model list wins
+            for part in candidate.parts(grid.check_models(list(cand.models)) if cand.models else models)]
+    plan.sort(key=lambda cp: cp[1] == ("pipeline",))   # the single nets' parts (3 QATs) first, for balance
+    outer, inner = spread(ctx.config["executor"], len(plan))
+    chains = ctx.cfg["joint"]["enabled"]
+    jobs = [candidate.job_for(ctx, cand, part, cells, nncf_args, data, inner,
+                              chain=chains and "pipeline" in (cand.models or models) and part != ("pipeline",))
+            for cand, part in plan]
     if not executor.in_process(outer, len(jobs)):
-        log.info("%d candidates side by side, each with its PTQ grid inside", len(jobs))
-    results = executor.run_cells(candidate.run_candidate, jobs, outer, log)
+        log.info("%d candidate jobs side by side, each with its PTQ grid inside", len(jobs))
+    done = executor.run_cells(candidate.run_candidate, jobs, outer, log)
     shutil.rmtree(ctx.out / ".cells", ignore_errors=True)   # the grid cells' attempt markers
     bench, joint, vs_fp32, selection, prov, ran = {}, {}, {}, {}, {}, {}
-    for cand, res in zip(cands, results):
-        r.rows.extend(res["rows"])
+    for cand in cands:
+        res = candidate.merge(ctx, r, cand, [x for (c, _), x in zip(plan, done) if c is cand])
         files = {a["file"] for a in res["artifacts"]}
         ctx.artifacts[:] = [a for a in ctx.artifacts if a["file"] not in files] + res["artifacts"]
         prov[cand.name], ran[cand.name] = res["provenance"], res["ran"]
@@ -71,6 +78,7 @@ def run(ctx) -> dict:
             vs_fp32[cand.name] = res["vs_fp32"]
             bench[cand.name] = _bench(ctx, r, cand, res["best_pipeline"], res["fast_eval"])
             log.info("latency %s: %s", cand.name, json.dumps(bench[cand.name]["1_thread"]))
+        r.forget(cand.name)   # its detections: every interval of the candidate is computed
     summary = table.write(r.rows, ctx.out)
     metrics = {"rows": r.rows, "summary": summary, "benchmark": bench, "joint_vs_independent": joint,
                "int8_vs_fp32": vs_fp32, "selection": selection, "candidates": prov,
@@ -86,9 +94,9 @@ def run(ctx) -> dict:
 
 
 def spread(spec: dict, n_cands: int) -> tuple[dict, dict]:
-    """(where the candidates run, where each one's PTQ cells run): the candidates side by side when the
-    local executor has several workers and there are several candidates, their cells then inside
-    them; else the candidates here, one by one, and their cells on ``spec``.  Worker counts are
+    """(where the candidate jobs run, where each one's PTQ cells run): the jobs side by side when the
+    local executor has several workers and there are several jobs, their cells then inside
+    them; else the jobs here, one by one, and their cells on ``spec``.  Worker counts are
     resolved now, before a candidate's thread limit would make 0 mean one."""
     local = {**spec, "workers": executor.local_workers(spec)} if spec["kind"] == "local" else spec
     if spec["kind"] == "local" and n_cands > 1 and local["workers"] > 1:

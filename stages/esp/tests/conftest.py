@@ -61,11 +61,12 @@ def esp_cfg() -> dict:
 
 @pytest.fixture
 def make_ctx(tmp_path, dataset_dir, train_dir):
-    def make(cfg: dict):
-        out = tmp_path / "esp"
+    def make(cfg: dict, workers: int = 1, name: str = "esp"):
+        out = tmp_path / name
         out.mkdir()
         config = {"eval": {"variant": "1_noisy", "score_thr": 0.02, "nms_iou": 0.45, "iou_thr": 0.5, "limit": None,
-                           "batch": 8}, "esp": cfg, "seed": 0, "calibration": {"images": 2, "source": "chain"}}
+                           "batch": 8}, "esp": cfg, "seed": 0, "calibration": {"images": 2, "source": "chain"},
+                  "executor": {"kind": "local", "workers": workers, "cpus_per_cell": 1, "address": "", "retries": 2}}
         from shared.stage import StageContext   # the real one: ctx.artifact records and checks
         return StageContext("esp", cfg, config, tmp_path, out, 0, logging.getLogger("test-esp"),
                             {"dataset": dataset_dir, "train": train_dir}, {"dataset": {}, "train": {}})
