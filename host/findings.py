@@ -75,6 +75,7 @@ def speed(results: dict, quantize: dict) -> list[str]:
                    f"source has {_ratio(src.get('macs'), fp.get('macs'))} the MACs and runs at "
                    f"{_ratio(src['lat_1_ms'], fp['lat_1_ms'])} the FP32 latency with 1 thread, "
                    f"{_ratio(src.get('lat_all_ms'), fp.get('lat_all_ms'))} with all threads.")
+    out += _where_time_stays(results)
     if src and jm and src.get("lat_1_ms") and jm.get("lat_1_ms"):
         out.append(f"INT8 vs FP32 of the same pruned chain, ONNX Runtime with its fused int8 kernels: "
                    f"{_ratio(jm['lat_1_ms'], src['lat_1_ms'])} the latency with 1 thread, "
@@ -112,6 +113,25 @@ def speed(results: dict, quantize: dict) -> list[str]:
                        f"a default ONNX Runtime session (no `session.x64quantprecision`) scores AP "
                        f"{fused['fast']['ap']:.3f} on this CPU (VNNI: {'yes' if cpu.get('vnni') else 'no'}).")
     return out
+
+
+def _where_time_stays(results: dict) -> list[str]:
+    """The profile by resolution of the FP32 pipeline and the JMMC chain's pruned FP32 source: what the
+    full-resolution layers keep of the time and of the MACs (why latency falls less than MACs)."""
+    prof = {p.get("system"): p for p in ((results.get("profile") or {}).get("files") or {}).values()}
+    fp, src = prof.get("fp32"), prof.get("jmmc_fp32")
+    if not (fp and src and fp.get("by_scale_ms") and src.get("by_scale_ms")):
+        return []
+
+    def full(p):
+        macs = p.get("macs_by_scale") or {}
+        return p["by_scale_ms"].get("1/1", 0.0), p["total_ms"], macs.get("1/1", 0) / max(1, sum(macs.values()))
+    (a, ta, ma), (b, tb, mb) = full(fp), full(src)
+    return [f"Where the pruned chain's time stays (ONNX Runtime profile, 1 thread): the full-resolution layers "
+            f"take {a:.1f} of the FP32 pipeline's {ta:.1f} ms ({100 * ma:.0f} % of its MACs) and {b:.1f} of the pruned "
+            f"one's {tb:.1f} ms ({100 * mb:.0f} % of its MACs); pruning keeps their few channels (the first and last "
+            f"layers are not pruned, `round_to` keeps at least one multiple), and those layers run far below the "
+            f"CPU's roof, bound by memory traffic rather than arithmetic (README, Where the time goes)."]
 
 
 def markdown(run_dir: Path) -> str:

@@ -133,3 +133,19 @@ def test_findings_quote_the_sim_vs_file_gap_intervals(tmp_path):
     md = findings.markdown(run)
     assert "on the 96 test images with its paired 95 % interval: 5 of 12 files differ by more than 0.5 point" in md
     assert "(largest 1.9); the intervals' median half-width is 1.2 points; 1 exclude 0 (`c/detector/ptq:none`)" in md
+
+
+def test_findings_say_where_the_pruned_chains_time_stays(tmp_path):
+    import json
+
+    from host import findings
+    run = tmp_path / "demo"
+    (run / "report").mkdir(parents=True)
+    prof = {"train/pipeline.onnx": {"system": "fp32", "total_ms": 12.0, "by_scale_ms": {"1/1": 6.0, "1/2": 6.0},
+                                    "macs_by_scale": {"1/1": 30, "1/2": 70}},
+            "prune/p.onnx": {"system": "jmmc_fp32", "total_ms": 10.0, "by_scale_ms": {"1/1": 6.5, "1/2": 3.5},
+                             "macs_by_scale": {"1/1": 30, "1/2": 20}}}
+    (run / "report" / "results.json").write_text(json.dumps({"jmmc": {"rows": []}, "rows": [], "profile": {"files": prof}}))
+    md = findings.markdown(run)
+    assert ("the full-resolution layers take 6.0 of the FP32 pipeline's 12.0 ms (30 % of its MACs) and 6.5 of "
+            "the pruned one's 10.0 ms (60 % of its MACs)") in md

@@ -6,7 +6,11 @@ results are timed with) with ONNX Runtime profiling on, and sums the node kernel
 ``/detector/...``; fused Q/DQ and layout nodes without one are ``other``), by operator type and
 by layer kind (:func:`kind_of`: depthwise kxk, pointwise 1x1, dense kxk, transposed conv, from the
 weight shape ONNX Runtime records for each conv node, fused int8 ones included), so an FP32 and an
-INT8 file can be compared kind by kind (an int8 kernel that is slower than its float one shows).
+INT8 file can be compared kind by kind (an int8 kernel that is slower than its float one shows),
+and by resolution (:func:`scale_of`: a node's output height against the input's, ``1/1`` ...
+``1/32``), so a pruned file shows where its time stays: the full-resolution layers keep their
+few channels (the first and last layers are never pruned, ``round_to`` keeps at least one
+multiple), so the MACs removed at coarse levels buy less time than their share.
 ``peak_gmacs(threads)`` measures what ONNX Runtime reaches on this CPU on a large FP32 MatMul:
 the roof a net's achieved GMAC/s (MACs / latency) is compared with, so a reader sees whether a
 net is compute-bound (near the roof) or bound by memory and per-node overhead (far below it).
@@ -87,14 +91,38 @@ def _kind(name: str, args: dict, kinds: dict[str, str]) -> str:
     return kind_of(args)
 
 
+def scale_of(shape: list[int], height: int) -> str:
+    """``1/k`` of a 4-D (NCHW) output ``shape`` against the input ``height``; ``other`` for anything else."""
+    if len(shape) != 4 or not shape[2] or not height:
+        return "other"
+    return f"1/{max(1, round(height / shape[2]))}"
+
+
+def graph_scales(model, shapes: dict[str, list[int]], height: int) -> dict[str, str]:
+    """{node name: its output's resolution} of the nodes of an ONNX graph with a 4-D output."""
+    return {n.name: scale_of(shapes.get(n.output[0], []), height) for n in model.graph.node
+            if n.name and n.output and len(shapes.get(n.output[0], [])) == 4}
+
+
+def _scale(name: str, args: dict, scales: dict[str, str], height: int) -> str:
+    if name in scales:
+        return scales[name]
+    best = max((k for k in scales if name.startswith(k)), key=len, default=None)   # a fused node
+    if best is not None:
+        return scales[best]
+    out = [next(iter(d.values()), []) if isinstance(d, dict) else [] for d in args.get("output_type_shape", [])]
+    return scale_of(list(out[0]) if out else [], height)
+
+
 def _by_value(d: dict) -> dict:
     return dict(sorted(d.items(), key=lambda kv: -kv[1]))
 
 
-def summarise(events: list[dict], n_runs: int, kinds: dict[str, str] | None = None) -> dict:
-    """Per-run milliseconds by model, by operator type and by layer kind from a trace's Node events
-    (``kinds``: :func:`graph_kinds` of the profiled file, for fused nodes)."""
-    by_model, by_op, by_kind = defaultdict(float), defaultdict(float), defaultdict(float)
+def summarise(events: list[dict], n_runs: int, kinds: dict[str, str] | None = None,
+              scales: dict[str, str] | None = None, height: int = 0) -> dict:
+    """Per-run milliseconds by model, by operator type, by layer kind and by resolution from a trace's
+    Node events (``kinds``, ``scales``: :func:`graph_kinds`, :func:`graph_scales` of the profiled file)."""
+    by_model, by_op, by_kind, by_scale = defaultdict(float), defaultdict(float), defaultdict(float), defaultdict(float)
     for e in events:
         if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
             continue
@@ -103,9 +131,10 @@ def summarise(events: list[dict], n_runs: int, kinds: dict[str, str] | None = No
         by_model[model_of(name)] += ms
         by_op[args.get("op_name", "?")] += ms
         by_kind[_kind(name, args, kinds or {})] += ms
+        by_scale[_scale(name, args, scales or {}, height)] += ms
     total = sum(by_model.values())
     return {"total_ms": total, "by_model_ms": _by_value(by_model), "by_op_ms": _by_value(by_op),
-            "by_kind_ms": _by_value(by_kind), "runs": n_runs}
+            "by_kind_ms": _by_value(by_kind), "by_scale_ms": _by_value(by_scale), "runs": n_runs}
 
 
 def profile(path: Path, input_range: float = 1.0, runs: int = 10, threads: int = 1) -> dict:
@@ -122,10 +151,13 @@ def profile(path: Path, input_range: float = 1.0, runs: int = 10, threads: int =
     model = onnx.load(str(path))
     shapes = tensor_shapes(model)       # one shape inference for the kinds and both MAC groupings
     kinds = graph_kinds(model, shapes)
-    out = summarise(events, runs, kinds)
+    height = int(shapes.get(model.graph.input[0].name, [0, 0, 0])[2])
+    scales = graph_scales(model, shapes, height)
+    out = summarise(events, runs, kinds, scales, height)
     out["threads"] = threads
     out["macs_by_model"] = macs_by_prefix(model, model_of, shapes)
     out["macs_by_kind"] = macs_by_prefix(model, lambda name: kinds.get(name, "non-conv"), shapes)
+    out["macs_by_scale"] = macs_by_prefix(model, lambda name: scales.get(name, "other"), shapes)
     return out
 
 
@@ -175,19 +207,31 @@ def markdown(profiles: dict[str, dict], peak: float | None) -> str:
 
 
 def kinds_markdown(profiles: dict[str, dict]) -> list[str]:
-    """ms / frame by layer kind, one column per profiled file (where an int8 kernel loses to float)."""
-    names = [n for n, p in profiles.items() if p.get("by_kind_ms")]
+    """ms / frame by layer kind and by resolution, one column per profiled file (where an int8 kernel
+    loses to float; where a pruned file's time stays)."""
+    return (_grouped(profiles, "kind", "layer kind", "By layer kind")
+            + _grouped(profiles, "scale", "resolution", "By resolution (a node's output against the input; "
+                       "the MACs' share in brackets after the GMAC/s)", share=True))
+
+
+def _grouped(profiles: dict[str, dict], key: str, label: str, title: str, share: bool = False) -> list[str]:
+    names = [n for n, p in profiles.items() if p.get(f"by_{key}_ms")]
     if not names:
         return []
-    kinds = sorted({k for n in names for k in profiles[n]["by_kind_ms"]},
-                   key=lambda k: -max(profiles[n]["by_kind_ms"].get(k, 0.0) for n in names))
+    groups = sorted({k for n in names for k in profiles[n][f"by_{key}_ms"]},
+                    key=lambda k: -max(profiles[n][f"by_{key}_ms"].get(k, 0.0) for n in names))
     cols = [f"`{n}`" for n in names]
-    out = ["By layer kind: ms / frame (1 thread) and achieved GMAC/s in brackets, one column per file:", "",
-           "| layer kind | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
-    for k in kinds:
+    out = [f"{title}: ms / frame (1 thread) and achieved GMAC/s in brackets, one column per file:", "",
+           f"| {label} | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for k in groups:
         cells = []
         for n in names:
-            ms, macs = profiles[n]["by_kind_ms"].get(k, 0.0), (profiles[n].get("macs_by_kind") or {}).get(k)
-            cells.append(f"{ms:.2f}" + (f" ({macs / ms / 1e6:.1f})" if macs and ms else ""))
+            p = profiles[n]
+            ms, macs = p[f"by_{key}_ms"].get(k, 0.0), (p.get(f"macs_by_{key}") or {}).get(k)
+            total = sum((p.get(f"macs_by_{key}") or {}).values())
+            cell = f"{ms:.2f}" + (f" ({macs / ms / 1e6:.1f})" if macs and ms else "")
+            if share and macs and total:
+                cell += f" [{100 * macs / total:.0f} % of MACs]"
+            cells.append(cell)
         out.append(f"| {k} | " + " | ".join(cells) + " |")
     return out + [""]

@@ -96,3 +96,25 @@ def test_a_fused_int8_conv_keeps_its_layer_kind(tmp_path):
     p = profile.profile(path, runs=2)
     assert "QLinearConv" in p["by_op_ms"], p["by_op_ms"]          # fused: the weight is not in the trace
     assert "depthwise 3x3" in p["by_kind_ms"] and "conv (shape unknown)" not in p["by_kind_ms"], p["by_kind_ms"]
+
+
+def _two_scales(path):
+    """/enhancer/ conv 3->8 at full resolution, then a stride-2 conv 8->16 (1/2): time and MACs by resolution."""
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.normal(size=(8, 3, 3, 3)).astype(np.float32), rng.normal(size=(16, 8, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1] * 4, name="/enhancer/full/Conv"),
+             helper.make_node("Conv", ["a", "w2"], ["y"], pads=[1] * 4, strides=[2, 2], name="/enhancer/down/Conv")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 16, 16])],
+                          [onnx.numpy_helper.from_array(w1, "w1"), onnx.numpy_helper.from_array(w2, "w2")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    return path
+
+
+def test_time_and_macs_by_resolution(tmp_path):
+    assert profile.scale_of([1, 8, 40, 40], 160) == "1/4" and profile.scale_of([1, 8], 160) == "other"
+    p = profile.profile(_two_scales(tmp_path / "s.onnx"), runs=2)
+    assert p["macs_by_scale"] == {"1/1": 32 * 32 * 8 * 3 * 9, "1/2": 16 * 16 * 16 * 8 * 9}
+    assert {"1/1", "1/2"} <= set(p["by_scale_ms"]) and p["total_ms"] == pytest.approx(sum(p["by_scale_ms"].values()))
+    md = profile.markdown({"s.onnx": p}, None)
+    assert "| resolution |" in md and "| 1/2 | " in md and "% of MACs]" in md
