@@ -61,6 +61,11 @@ def parts(models) -> list[tuple]:
     return [models]
 
 
+def weight(part) -> int:
+    """A job's rough cost, for the order jobs start in: the pipeline runs three nets, a single net one."""
+    return sum(3 if m == "pipeline" else 1 for m in part)
+
+
 def job_for(ctx, cand, models, cells, nncf_args, data, grid_spec, chain: bool = False) -> CandidateJob:
     return CandidateJob(dataclasses.replace(ctx, artifacts=[], chains={}), cand, tuple(models), tuple(cells),
                         nncf_args, data, grid_spec, chain)
@@ -96,7 +101,7 @@ def run_candidate(job: CandidateJob) -> dict:
     best_row = best["pipeline"]["row"] if best.get("pipeline") else None
     ctx.log.info("candidate %s (%s) done in %.1f s", cand.name, ", ".join(cmodels), time.time() - t0)
     return {"rows": r.rows, "artifacts": ctx.artifacts, "dets": r.dets, "best_pipeline": best_row,
-            "selection": selection, "provenance": prov, "ran": ran, **out}
+            "selection": selection, "provenance": prov, "ran": ran, "chain": job.chain, **out}
 
 
 def merge(ctx, r: Runner, cand, results: list[dict]) -> dict:
@@ -122,8 +127,9 @@ def merge(ctx, r: Runner, cand, results: list[dict]) -> dict:
     indep = next((res["independent"] for res in results if "independent" in res), None)
     if joint is not None:
         out["joint"] = {**joint, **(_joint_vs_independent(ctx, r, cand.name, indep) if indep else {})}
-        if indep is None:
-            ctx.log.warning("joint vs independent: needs enhancer, denoiser and detector in quantize.models with qat")
+        if indep is None and any(res["chain"] for res in results):
+            ctx.log.warning("joint vs independent: needs the enhancer, denoiser and detector QAT'd (quantize.qat, "
+                            "a W8A8 PTQ cell each)")
     best_row = out["best_pipeline"]
     if best_row:
         out["vs_fp32"] = _int8_vs_fp32(ctx, r, cand.name)
