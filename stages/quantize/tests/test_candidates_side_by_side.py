@@ -44,6 +44,15 @@ def test_spread_puts_the_cells_inside_side_by_side_candidates():
     assert steps.spread(ray, 3) == ({"kind": "local", "workers": 1, "cpus_per_cell": 1}, ray)
 
 
+def test_a_candidate_with_the_pipeline_and_single_nets_is_two_jobs():
+    from stages.quantize import candidate
+    assert candidate.parts(["enhancer", "denoiser", "detector", "pipeline"]) == [
+        ("enhancer", "denoiser", "detector"), ("pipeline",)]
+    assert candidate.parts(["pipeline"]) == [("pipeline",)] and candidate.parts(["detector"]) == [("detector",)]
+    jobs = [("detector",), ("pipeline",), ("enhancer", "denoiser", "detector")]
+    assert sorted(jobs, key=lambda p: -candidate.weight(p))[0] == ("enhancer", "denoiser", "detector")
+
+
 def test_two_candidates_side_by_side_equal_one_after_another(tmp_path, tiny_pipe):
     import torch
     from shared.models import build_models
