@@ -163,15 +163,26 @@ def _in_processes(fn, jobs, markers, threads: int, workers: int, log) -> list:
         return list(pool.map(_attempt, [fn] * len(jobs), jobs, markers, [threads] * len(jobs)))
 
 
-def _reachable(address: str) -> None:
+REACH_WAIT_S = 60.0   # a just-started head's Ray Client port opens seconds after its container starts
+
+
+def _reachable(address: str, poll_s: float = 2.0) -> None:
+    """The head's Ray Client port answers, waited for up to ``REACH_WAIT_S`` (CI once connected 3 s after
+    ``invoke cluster up`` and was refused)."""
     u = urlparse(address)
     if u.scheme != "ray" or not u.hostname:
         raise ExecutorError(f"executor.address: {address!r} is not a Ray Client address (ray://HOST:PORT)")
-    try:
-        socket.create_connection((u.hostname, u.port or 10001), timeout=5).close()
-    except OSError as e:
-        raise ExecutorError(f"executor.address {address}: no Ray cluster answers ({e}); start the local one with "
-                            "`invoke cluster up` or point executor.address at yours (docs/ray.md)") from None
+    deadline = time.time() + REACH_WAIT_S
+    while True:
+        try:
+            socket.create_connection((u.hostname, u.port or 10001), timeout=5).close()
+            return
+        except OSError as e:
+            if time.time() >= deadline:
+                raise ExecutorError(f"executor.address {address}: no Ray cluster answers ({e}; waited "
+                                    f"{REACH_WAIT_S:.0f} s); start the local one with `invoke cluster up` or point "
+                                    "executor.address at yours (docs/ray.md)") from None
+            time.sleep(poll_s)
 
 
 def _digest_task(package: str) -> str:

@@ -17,13 +17,28 @@ def test_local_runs_in_order_and_counts_attempts(tmp_path):
     assert executor.attempt_counts(tmp_path / "a", 3) == [1, 2, 1]
 
 
-def test_unknown_kind_and_unreachable_cluster_say_so():
+def test_unknown_kind_and_unreachable_cluster_say_so(monkeypatch):
+    monkeypatch.setattr(executor, "REACH_WAIT_S", 0.0)   # no waiting for a head that is starting
     with pytest.raises(executor.ExecutorError, match="executor.kind"):
         executor.run_cells(square, [1], {**LOCAL, "kind": "spark"}, None)
     with pytest.raises(executor.ExecutorError, match="no Ray cluster answers.*invoke cluster up"):
         executor.run_cells(square, [1], {**LOCAL, "kind": "ray"}, None)
     with pytest.raises(executor.ExecutorError, match="not a Ray Client address"):
         executor.run_cells(square, [1], {**LOCAL, "kind": "ray", "address": "ray-head:6379"}, None)
+
+
+def test_a_starting_head_is_waited_for(monkeypatch):
+    import socket
+    import threading
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    threading.Timer(1.0, srv.listen).start()   # the port opens a second after the first try
+    monkeypatch.setattr(executor, "REACH_WAIT_S", 20.0)
+    try:
+        executor._reachable(f"ray://127.0.0.1:{port}", poll_s=0.2)
+    finally:
+        srv.close()
 
 
 def test_code_digest_is_stable():
