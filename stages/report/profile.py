@@ -37,9 +37,9 @@ def model_of(node_name: str) -> str:
     return head if head in MODELS else "other"
 
 
-def _event_shapes(args: dict) -> list[list[int]]:
-    """The input shapes of a profiled node (``input_type_shape``: [{dtype: shape}, ...])."""
-    return [next(iter(d.values()), []) if isinstance(d, dict) else [] for d in args.get("input_type_shape", [])]
+def _event_shapes(args: dict, key: str = "input_type_shape") -> list[list[int]]:
+    """The input (or ``output_type_shape``: output) shapes of a profiled node ([{dtype: shape}, ...])."""
+    return [next(iter(d.values()), []) if isinstance(d, dict) else [] for d in args.get(key, [])]
 
 
 def conv_kind(w: list[int], depthwise: bool) -> str:
@@ -81,14 +81,18 @@ def graph_kinds(model, shapes: dict[str, list[int]]) -> dict[str, str]:
     return out
 
 
+def _named(name: str, table: dict[str, str]) -> str | None:
+    """``table``'s entry for a profiled node: its own name's, else that of the longest graph node name it
+    starts with (a fused node is named after the node it replaced, plus a suffix)."""
+    if name in table:
+        return table[name]
+    best = max((k for k in table if name.startswith(k)), key=len, default=None)
+    return table[best] if best is not None else None
+
+
 def _kind(name: str, args: dict, kinds: dict[str, str]) -> str:
-    if name in kinds:
-        return kinds[name]
-    if "Conv" in args.get("op_name", ""):     # a fused node named after the conv it replaced (+ a suffix)
-        best = max((k for k in kinds if name.startswith(k)), key=len, default=None)
-        if best is not None:
-            return kinds[best]
-    return kind_of(args)
+    found = _named(name, kinds) if name in kinds or "Conv" in args.get("op_name", "") else None
+    return found if found is not None else kind_of(args)
 
 
 def scale_of(shape: list[int], height: int) -> str:
@@ -105,12 +109,10 @@ def graph_scales(model, shapes: dict[str, list[int]], height: int) -> dict[str, 
 
 
 def _scale(name: str, args: dict, scales: dict[str, str], height: int) -> str:
-    if name in scales:
-        return scales[name]
-    best = max((k for k in scales if name.startswith(k)), key=len, default=None)   # a fused node
-    if best is not None:
-        return scales[best]
-    out = [next(iter(d.values()), []) if isinstance(d, dict) else [] for d in args.get("output_type_shape", [])]
+    found = _named(name, scales)
+    if found is not None:
+        return found
+    out = _event_shapes(args, "output_type_shape")   # a node the graph does not name (layout, Q/DQ)
     return scale_of(list(out[0]) if out else [], height)
 
 

@@ -9,6 +9,15 @@ from onnx import TensorProto, helper  # noqa: E402
 from stages.report import profile  # noqa: E402
 
 
+def _save(path, nodes, inits, x_shape, y_shape):
+    """An opset-13 graph x -> nodes -> y with the initializers ``inits`` ({name: array}), saved at ``path``."""
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
+                          [onnx.numpy_helper.from_array(v, k) for k, v in inits.items()])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    return path
+
+
 def _chain(path):
     """/enhancer/... conv (3->8) then /detector/... conv (8->4) on 16x16, named like a torch export."""
     rng = np.random.default_rng(0)
@@ -17,11 +26,7 @@ def _chain(path):
     nodes = [helper.make_node("Conv", ["x", "w1"], [a], pads=[1, 1, 1, 1], name="/enhancer/conv/Conv"),
              helper.make_node("Relu", [a], [b], name="/enhancer/act/Relu"),
              helper.make_node("Conv", [b, "w2"], ["y"], name="/detector/head/Conv")]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16, 16])],
-                          [onnx.numpy_helper.from_array(w1, "w1"), onnx.numpy_helper.from_array(w2, "w2")])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
-    return path
+    return _save(path, nodes, {"w1": w1, "w2": w2}, [1, 3, 16, 16], [1, 4, 16, 16])
 
 
 def test_profile_groups_node_time_and_macs_by_model(tmp_path):
@@ -104,11 +109,7 @@ def _two_scales(path):
     w1, w2 = rng.normal(size=(8, 3, 3, 3)).astype(np.float32), rng.normal(size=(16, 8, 3, 3)).astype(np.float32)
     nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1] * 4, name="/enhancer/full/Conv"),
              helper.make_node("Conv", ["a", "w2"], ["y"], pads=[1] * 4, strides=[2, 2], name="/enhancer/down/Conv")]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 16, 16])],
-                          [onnx.numpy_helper.from_array(w1, "w1"), onnx.numpy_helper.from_array(w2, "w2")])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
-    return path
+    return _save(path, nodes, {"w1": w1, "w2": w2}, [1, 3, 32, 32], [1, 16, 16, 16])
 
 
 def test_time_and_macs_by_resolution(tmp_path):
