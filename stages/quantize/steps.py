@@ -52,13 +52,14 @@ def run(ctx) -> dict:
     proto = Protocol.from_config(ctx.config)
     r = make_runner(ctx.out, data, ctx.config, ctx)
     nncf_args = nncf_ptq.from_edgy(cfg["nncf"]["config"], cfg["nncf"]["subset_size"]) if cfg["nncf"]["enabled"] else None
-    plan = [(cand, part) for cand in cands   # a candidate's own model list wins
-            for part in candidate.parts(grid.check_models(list(cand.models)) if cand.models else models)]
+    units = {cand.name: grid.check_models(list(cand.models)) if cand.models else models   # its own list wins
+             for cand in cands}
+    plan = [(cand, part) for cand in cands for part in candidate.parts(units[cand.name])]
     plan.sort(key=lambda cp: -candidate.weight(cp[1]))   # the largest jobs first (the workers end together)
     outer, inner = spread(ctx.config["executor"], len(plan))
     chains = ctx.cfg["joint"]["enabled"]
     jobs = [candidate.job_for(ctx, cand, part, cells, nncf_args, data, inner,
-                              chain=chains and "pipeline" in (cand.models or models) and set(candidate.SINGLE) <= set(part))
+                              chain=chains and "pipeline" in units[cand.name] and set(candidate.SINGLE) <= set(part))
             for cand, part in plan]
     if not executor.in_process(outer, len(jobs)):
         log.info("%d candidate jobs side by side, each with its PTQ grid inside", len(jobs))
