@@ -149,3 +149,21 @@ def test_findings_say_where_the_pruned_chains_time_stays(tmp_path):
     md = findings.markdown(run)
     assert ("the full-resolution layers take 6.0 of the FP32 pipeline's 12.0 ms (30 % of its MACs) and 6.5 of "
             "the pruned one's 10.0 ms (60 % of its MACs)") in md
+
+
+def test_findings_name_the_blocks_depth_pruning_removed(tmp_path):
+    import json
+
+    from host import findings
+    run = tmp_path / "demo"
+    (run / "report").mkdir(parents=True)
+    (run / "prune" / "variants" / "j").mkdir(parents=True)
+    (run / "prune" / "variants" / "j" / "bundle.json").write_text(json.dumps({"parts": {
+        "enhancer": {"dropped": ["head.0"]}, "denoiser": {"dropped": ["head.0", "decoders.3.decode"]}, "detector": {}}}))
+    rows = [{"key": "jmmc_fp32", "ap": 0.5, "files": ["prune/variants/j/pipeline.onnx"]}]
+    (run / "report" / "results.json").write_text(json.dumps({"jmmc": {"rows": rows}, "rows": []}))
+    md = findings.markdown(run)
+    assert "removed the enhancer's `head.0`; the denoiser's `head.0`, `decoders.3.decode` - whole residual blocks" in md
+    rows[0]["files"] = ["prune/variants/none/pipeline.onnx"]       # no bundle there: no line, no error
+    (run / "report" / "results.json").write_text(json.dumps({"jmmc": {"rows": rows}, "rows": []}))
+    assert "Depth pruning" not in findings.markdown(run)

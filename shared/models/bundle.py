@@ -10,7 +10,8 @@ A bundle is what a stage hands the next one instead of a pickled module (nanoGPT
     <dir>/denoiser.pt     ``weights_only=True``
     <dir>/detector.pt
 
-Pruned nets have narrower layers than their base config says.  ``load_bundle`` builds the
+Pruned nets have narrower layers than their base config says, and depth-pruned ones fewer
+residual blocks (``parts.<part>.dropped``: the blocks ``load_bundle`` replaces by the identity).  ``load_bundle`` builds the
 base architecture, then ``conform``s every Conv2d / ConvTranspose2d / BatchNorm2d to the
 shapes in the state dict before loading it, so a reader needs no knowledge of how the
 widths were chosen (torch-pruning's output loads like train's).  ``save_bundle`` checks
@@ -30,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from .pipeline import Pipeline, build_models
+from .restoration import drop_blocks, dropped_blocks
 
 from shared.errors import ExpectedError
 from shared.manifest import read_json
@@ -55,9 +57,15 @@ def _widths(m: nn.Module) -> dict[str, int]:
 
 
 def describe(pipe: Pipeline) -> dict[str, dict]:
-    """Per part: role, input range, parameter count and output width of every convolution."""
-    return {p: {**ROLES[p], "params": int(sum(t.numel() for t in getattr(pipe, p).parameters())),
-                "widths": _widths(getattr(pipe, p))} for p in PARTS}
+    """Per part: role, input range, parameter count, output width of every convolution and, where
+    depth pruning removed residual blocks, their names (``dropped``)."""
+    out = {}
+    for p in PARTS:
+        m = getattr(pipe, p)
+        dropped = dropped_blocks(m)
+        out[p] = {**ROLES[p], "params": int(sum(t.numel() for t in m.parameters())), "widths": _widths(m),
+                  **({"dropped": dropped} if dropped else {})}
+    return out
 
 
 def is_bundle(path: Path) -> bool:
@@ -192,6 +200,12 @@ def load_bundle(dir_: Path) -> tuple[Pipeline, dict]:
     except (KeyError, ValueError, TypeError) as e:
         raise BundleError(f"{dir_ / FILE}: base: cannot build the models ({e})") from None
     for p in PARTS:
+        dropped = rec["parts"][p].get("dropped", [])
+        if dropped:
+            try:
+                drop_blocks(getattr(pipe, p), dropped)
+            except ValueError as e:
+                raise BundleError(f"{dir_ / FILE}: parts.{p}.dropped: {e}") from None
         f = dir_ / rec["parts"][p].get("file", f"{p}.pt")
         if not f.is_file():
             raise BundleError(f"{f}: missing state dict of {p} (listed in {dir_ / FILE})")

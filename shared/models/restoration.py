@@ -22,6 +22,9 @@ with sep = depthwise kxk (no bias) + pointwise 1x1 (bias) and proj a strided sep
 exact parameter count, asserted in the tests, is 59,059 with the defaults
 ``enc_blocks=(1, 1, 2, 2)``, ``kernel=5``; the study quotes ~61k).
 
+Depth pruning (``drop_blocks``) replaces whole residual blocks by the identity (:class:`Skipped`):
+fewer layers at a resolution, where channel pruning only narrows them.
+
 Every op is Conv (incl. depthwise), ConvTranspose (2x2, stride 2), Add or Relu, so
 the ONNX graph (opset 13-17) stays inside the Hailo-8 / ESP-DL supported op set.
 H and W must be divisible by 16 (four stride-2 stages).
@@ -150,3 +153,33 @@ class RestorationNet(nn.Module):
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class Skipped(nn.Identity):
+    """A residual block removed by depth pruning (:func:`drop_blocks`): its output is its input."""
+
+
+def residual_blocks(net: nn.Module) -> list[str]:
+    """The blocks depth pruning may remove, by module name, in forward order: every DecoderBlock
+    (``x + branch(x)``) and every EncoderBlock whose projection is the identity
+    (``relu(x + branch(x))`` with ``x >= 0``, the previous block's ReLU output). Removing one leaves
+    ``x``: the shapes, and so every other layer, stay as they were."""
+    return [n for n, m in net.named_modules()
+            if isinstance(m, DecoderBlock) or (isinstance(m, EncoderBlock) and isinstance(m.proj, nn.Identity))]
+
+
+def drop_blocks(net: nn.Module, names: Sequence[str]) -> nn.Module:
+    """Replace the named residual blocks of ``net`` by :class:`Skipped`, in place; returns ``net``.
+    Raises ValueError naming a block that is not one of :func:`residual_blocks`."""
+    allowed = set(residual_blocks(net))
+    for name in names:
+        if name not in allowed:
+            raise ValueError(f"{name!r} is not a removable residual block (those: {', '.join(sorted(allowed)) or 'none'})")
+        parent, _, leaf = name.rpartition(".")
+        setattr(net.get_submodule(parent) if parent else net, leaf, Skipped())
+    return net
+
+
+def dropped_blocks(net: nn.Module) -> list[str]:
+    """Names of the blocks :func:`drop_blocks` removed (what a bundle records to rebuild the net)."""
+    return [n for n, m in net.named_modules() if isinstance(m, Skipped)]

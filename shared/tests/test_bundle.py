@@ -154,3 +154,27 @@ def test_bad_bundles_name_the_file(tmp_path):
     (d / "denoiser.pt").write_bytes((ok / "denoiser.pt").read_bytes())
     with pytest.raises(BundleError, match=rf"{d}/detector.pt: missing state dict of detector"):
         load_bundle(d)
+
+
+def test_depth_pruned_round_trip(tmp_path):
+    """Residual blocks removed by depth pruning are recorded (parts.<part>.dropped) and removed again on load."""
+    from shared.models.restoration import Skipped, drop_blocks, residual_blocks
+    pipe = randomise(build_models(TINY))
+    drop_blocks(pipe.enhancer, ["head.0", "decoders.3.decode"])
+    drop_blocks(pipe.denoiser, ["head.0"])
+    save_bundle(tmp_path / "b", pipe, TINY, MADE_BY)
+    back, rec = load_bundle(tmp_path / "b")
+    assert rec["parts"]["enhancer"]["dropped"] == ["decoders.3.decode", "head.0"]
+    assert rec["parts"]["denoiser"]["dropped"] == ["head.0"] and "dropped" not in rec["parts"]["detector"]
+    assert isinstance(back.enhancer.head[0], Skipped) and "head.0" not in residual_blocks(back.denoiser)
+
+
+
+def test_depth_pruned_bundle_with_a_bad_block_names_it(tmp_path):
+    pipe = randomise(build_models(TINY))
+    save_bundle(tmp_path / "b", pipe, TINY, MADE_BY)
+    rec = json.loads((tmp_path / "b" / FILE).read_text())
+    rec["parts"]["enhancer"]["dropped"] = ["stem"]
+    (tmp_path / "b" / FILE).write_text(json.dumps(rec))
+    with pytest.raises(BundleError, match=r"parts\.enhancer\.dropped: 'stem' is not a removable residual block"):
+        load_bundle(tmp_path / "b")

@@ -39,6 +39,28 @@ def test_restoration_shapes_params_identity():
         net(torch.rand(1, 3, 64, 72))
 
 
+def test_residual_blocks_drop_to_the_identity():
+    """drop_blocks removes exactly the named residual blocks; each removal leaves the block's input."""
+    from shared.models.restoration import Skipped, drop_blocks, dropped_blocks, residual_blocks
+    net = RestorationNet(channels=(8, 32, 64, 64))
+    names = residual_blocks(net)
+    # one DecoderBlock per decoder stage + the head's, and the second block of the last two encoder stages
+    assert names == ["encoders.2.1", "encoders.3.1", "decoders.0.decode", "decoders.1.decode",
+                     "decoders.2.decode", "decoders.3.decode", "head.0"]
+    x = torch.rand(1, 8, 32, 32)
+    seen = {}
+    net.decoders[3].decode.register_forward_hook(lambda m, i, o: seen.update(inp=i[0]))
+    net(torch.rand(1, 3, 64, 64))
+    drop_blocks(net, ["head.0", "decoders.3.decode"])
+    assert isinstance(net.head[0], Skipped) and torch.equal(net.head[0](x), x)
+    assert dropped_blocks(net) == ["decoders.3.decode", "head.0"]
+    assert residual_blocks(net) == names[:5]
+    assert net(torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+    with pytest.raises(ValueError, match="'stem' is not a removable residual block"):
+        drop_blocks(net, ["stem"])
+    assert seen["inp"].shape[1] == 16
+
+
 def test_yunet_params_and_outputs():
     det = YuNet().eval()
     assert count_params(det) == YUNET_N_PARAMS

@@ -26,6 +26,7 @@ import torch
 from shared import units
 from shared.config import ConfigError
 from shared.data import Split
+from stages.prune import depth
 from stages.prune.finetuners import JointTerms, grad_fn, independent_loss, run_finetune
 from stages.prune.structured import ignored_layers, prune_iterative, sparsity_warmup
 
@@ -73,6 +74,18 @@ def _warm(env: Env, ran: bool = True) -> dict | None:
     return {"epochs": w["epochs"], "reg": w["reg"]} if ran and w["epochs"] > 0 else None
 
 
+def _depth(pipe, source, env: Env) -> dict | None:
+    """Depth pruning (``prune.depth``) of ``pipe``, planned on ``source``'s nets (the FP32 chain);
+    None when off or when ``pipe`` already lost its blocks (the budget search pruning on)."""
+    d = env.cfg["depth"]
+    if not d["blocks"] or any(depth.dropped_blocks(getattr(pipe, p)) for p in depth.RESTORATION):
+        return None
+    planned = depth.plan(source, env.train, d["blocks"], d["images"])
+    depth.apply(pipe, planned)
+    env.log.info("depth pruning: %s", "; ".join(f"{p}: {', '.join(v['dropped'])}" for p, v in planned.items()))
+    return {"blocks": d["blocks"], "images": d["images"], **planned}
+
+
 def _kd(env: Env) -> dict:
     d = env.cfg["distill"]
     return {"w_img": d["w_img"], "w_det": d["w_det"]} if d["enabled"] else {}
@@ -83,6 +96,7 @@ def independent(fp32, ratio: float, importance: str, env: Env, name: str, steps:
     cfg, steps = env.cfg, steps or env.cfg["steps"]
     keep = cfg["keep_first_last"] if keep_first_last is None else keep_first_last
     pipe = copy.deepcopy(fp32).to(env.device)
+    deep = _depth(pipe, fp32, env)
     x = env.example()
     kd = _kd(env) if cfg["distill"]["independent"] else {}
     history, warm_history = {}, {}
@@ -105,6 +119,7 @@ def independent(fp32, ratio: float, importance: str, env: Env, name: str, steps:
             warm_history[part] = out["warmup_history"]
     return pipe.cpu().eval(), {"mode": "independent", "ratio": ratio, "importance": importance, "steps": steps,
                                "round_to": cfg["round_to"], "distill": kd, "warmup": _warm(env), "history": history,
+                               **({"depth": deep} if deep else {}),
                                **({"warmup_history": warm_history} if warm_history else {})}
 
 
@@ -117,6 +132,7 @@ def joint(fp32, ratio: float, importance: str, weights, env: Env, name: str, ste
     cfg, steps = env.cfg, steps or env.cfg["steps"]
     keep = cfg["keep_first_last"] if keep_first_last is None else keep_first_last
     pipe = copy.deepcopy(fp32).to(env.device)
+    deep = _depth(pipe, teacher if teacher is not None else fp32, env)
     kd = _kd(env)
     loss = JointTerms(*weights, teacher=frozen_copy(teacher if teacher is not None else fp32) if kd else None,
                       kd=(kd.get("w_img", 0.0), kd.get("w_det", 0.0)))
@@ -131,6 +147,7 @@ def joint(fp32, ratio: float, importance: str, weights, env: Env, name: str, ste
     return pipe.cpu().eval(), {"mode": "joint", "ratio": ratio, "importance": importance, "steps": steps,
                                "weights": {"w_det": weights[0], "w_den": weights[1], "w_lle": weights[2]},
                                "round_to": cfg["round_to"], "distill": kd, "warmup": _warm(env, warmup), **out,
+                               **({"depth": deep} if deep else {}),
                                "finetune": finetunes}
 
 
