@@ -11,7 +11,8 @@
 Structured variants share the options of ``prune``: importance (``taylor`` reads gradients of the
 variant's own loss on training batches), ``round_to``, the sparsity-learning ``warmup`` and the
 distillation from the FP32 chain (``distill``: the joint loss's KD terms; per model for the
-independent variant).
+independent variant). With ``prune.depth.blocks`` both first lose the same residual blocks of the
+restoration nets (``stages.prune.depth``), planned on the FP32 chain.
 """
 from __future__ import annotations
 
