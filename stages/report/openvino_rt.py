@@ -43,16 +43,10 @@ def as_system(model):
     return run
 
 
-def time_model(model, x: np.ndarray, warmup: int, runs: int) -> dict:
+def time_model(model, x: np.ndarray, warmup: int, runs: int, min_seconds: float = 0.0) -> dict:
+    from stages.report.latency import timed
     req = model.create_infer_request()
-    for _ in range(warmup):
-        req.infer([x])
-    times = np.empty(runs)
-    for i in range(runs):
-        t0 = time.perf_counter()
-        req.infer([x])
-        times[i] = (time.perf_counter() - t0) * 1e3
-    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "runs": runs}
+    return timed(lambda: req.infer([x]), warmup, runs, min_seconds)
 
 
 def version() -> str:
@@ -66,7 +60,7 @@ def accuracy(path: Path, split, proto, threads: int = 0) -> float:
     return float(evaluate_detection(as_system(compiled(path, threads)), split, proto)["ap"])
 
 
-def latency(path: Path, threads: list[int], warmup: int, runs: int) -> dict:
+def latency(path: Path, threads: list[int], warmup: int, runs: int, min_seconds: float = 0.0) -> dict:
     """``ov_<1|all>_ms``: median latency per frame of one file in OpenVINO, 1 thread / every core."""
     out = {}
     for n in threads:
@@ -74,5 +68,5 @@ def latency(path: Path, threads: list[int], warmup: int, runs: int) -> dict:
         shape = [d if d > 0 else 1 for d in model.inputs[0].get_partial_shape().get_min_shape()]
         x = np.random.default_rng(0).random(shape, dtype=np.float32)
         key = f"ov_{'all' if n <= 0 else n}_ms"
-        out[key] = time_model(model, x, warmup, runs)["median_ms"]
+        out[key] = time_model(model, x, warmup, runs, min_seconds)["median_ms"]
     return out

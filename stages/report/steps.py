@@ -72,13 +72,14 @@ def artifact_rows(stages, test, proto, dataset, config, lcfg, log, keep=frozense
         m = metrics[a.name]
         if "dets" in m:
             measured[a.name] = m
-        lat = time_artifact(a.path, a.input_range, lcfg["threads"], lcfg["warmup"], lcfg["runs"]) \
+        lat = time_artifact(a.path, a.input_range, lcfg["threads"], lcfg["warmup"], lcfg["runs"], lcfg["min_seconds"]) \
             if a.name in timed else None
         if lat:
             log.info("%s: %s", a.name, ", ".join(f"{k} threads {v['median_ms']:.2f} ms" for k, v in lat.items()))
         ovc = {}
         if a.name in ov:
-            ovc = {"ov_ap": m["ov_ap"], **openvino_rt.latency(a.path, lcfg["threads"], lcfg["warmup"], lcfg["runs"])}
+            ovc = {"ov_ap": m["ov_ap"], **openvino_rt.latency(a.path, lcfg["threads"], lcfg["warmup"], lcfg["runs"],
+                                                               lcfg["min_seconds"])}
             log.info("%s in OpenVINO: AP %.3f (ONNX Runtime %.3f), %s", a.name, ovc["ov_ap"],
                      m.get("ap") or float("nan"), ", ".join(f"{k} {v:.2f}" for k, v in ovc.items() if k.endswith("_ms")))
         rows.append(make_row(artifact=a.name, stage=a.stage, group=a.group, role=a.role, precision=a.precision,

@@ -2,7 +2,7 @@
 returns every frame in order with the serial chain's outputs."""
 import numpy as np
 
-from stages.report.latency import chain_fps, make_chain, run_parallel, run_serial, time_artifact
+from stages.report.latency import chain_fps, make_chain, run_parallel, run_serial, time_artifact, timed
 
 from conftest import SIZE, build_model
 
@@ -14,6 +14,20 @@ def test_time_artifact(tmp_path):
     for v in r.values():
         assert 0 < v["median_ms"] <= v["p90_ms"] < 1e4 and v["runs"] == 5
     assert r["1"]["threads"] == 1 and r["all"]["threads"] >= 1
+
+
+def test_timed_runs_at_least_runs_and_min_seconds():
+    import time
+    calls = []
+
+    def call():
+        calls.append(1)
+        time.sleep(0.002)
+    r = timed(call, warmup=2, runs=3, min_seconds=0.0)
+    assert r["runs"] == 3 and len(calls) == 5 and 1.5 < r["median_ms"] < 50
+    calls.clear()
+    r = timed(call, warmup=0, runs=3, min_seconds=0.1)       # 0.1 s of 2 ms calls: far more than 3
+    assert r["runs"] >= 20 and len(calls) >= r["runs"] + 2   # and a tenth of it warmed up first
 
 
 def test_chain_serial_equals_parallel(tmp_path):
