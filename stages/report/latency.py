@@ -1,8 +1,9 @@
 """Host latency in ONNX Runtime (CPU): per artifact, and the chain serial vs parallel.
 
-* ``time_artifact``: one ``InferenceSession`` per thread setting (``intra_op_num_threads``;
+* ``time_artifact`` / ``time_rounds``: one ``InferenceSession`` per thread setting (``intra_op_num_threads``;
   0 = every core this process may use), ``warmup`` untimed runs, then ``runs`` timed ones and
-  at least ``min_seconds`` of them (``timed``) on one fixed input; median, p90 and mean in milliseconds.
+  at least ``min_seconds`` of them (``timed``) on one fixed input, in ``rounds`` passes over every
+  file (the report times all files and both runtimes that way); median, p90 and mean in milliseconds.
 * ``chain_fps``: the chain as separate sessions (enhancer, denoiser, detector), frames
   pushed through it (a) serially, one frame after the other through every model in one
   thread, each session with 1 thread and with every core (the faster is reported), and (b) in parallel, one thread per model with
@@ -75,15 +76,42 @@ def thread_label(n: int) -> str:
     return "all" if n <= 0 else str(n)
 
 
-def time_artifact(path: Path, input_range: float, threads: list[int], warmup: int, runs: int,
-                  min_seconds: float = 0.0) -> dict:
-    """{thread label: {median_ms, p90_ms, mean_ms, runs, threads}} for one ONNX file."""
+def time_rounds(calls: dict, warmup: int, runs: int, min_seconds: float, rounds: int, progress=None) -> dict:
+    """{key: {median_ms, p90_ms, mean_ms, runs, rounds_ms}}: every call of ``calls`` ({key: fn()}) timed in
+    ``rounds`` passes over all of them, each pass ``timed`` with ``runs / rounds`` runs and ``min_seconds / rounds``
+    (warm-up in full on the first pass, one call after); a call's median is the median of its passes' medians.
+    This machine has spells (two vCPUs read one 2-thread net at 3.1 ms, then 9.0 ms for minutes, then 3.1
+    again): timed once each, files one after another, a spell moves some files and not others, and the ratios
+    between them; in passes, it moves one pass of every file. ``progress(n)``: called after each timing."""
+    per: dict = {k: [] for k in calls}
+    for r in range(rounds):
+        for k, call in calls.items():
+            per[k].append(timed(call, warmup if r == 0 else 1, max(1, -(-runs // rounds)), min_seconds / rounds))
+            if progress:
+                progress(1)
     out = {}
+    for k, rs in per.items():
+        out[k] = {"median_ms": float(np.median([x["median_ms"] for x in rs])),
+                  "p90_ms": float(np.median([x["p90_ms"] for x in rs])),
+                  "mean_ms": float(np.mean([x["mean_ms"] for x in rs])), "runs": sum(x["runs"] for x in rs),
+                  "rounds_ms": [round(x["median_ms"], 4) for x in rs]}
+    return out
+
+
+def session_call(path: Path, input_range: float, threads: int):
+    """fn() running ``path`` once on a fixed input, in an ONNX Runtime session of ``threads`` (0: all) threads."""
+    sess = session(path, threads)
+    feed = probe_input(sess, input_range)
+    return lambda: sess.run(None, feed)
+
+
+def time_artifact(path: Path, input_range: float, threads: list[int], warmup: int, runs: int,
+                  min_seconds: float = 0.0, rounds: int = 1) -> dict:
+    """{thread label: {median_ms, p90_ms, mean_ms, runs, threads}} for one ONNX file."""
+    calls = {thread_label(n): session_call(path, input_range, n) for n in threads}
+    out = time_rounds(calls, warmup, runs, min_seconds, rounds)
     for n in threads:
-        sess = session(path, n)
-        r = time_session(sess, probe_input(sess, input_range), warmup, runs, min_seconds)
-        r["threads"] = n if n > 0 else host_cores()
-        out[thread_label(n)] = r
+        out[thread_label(n)]["threads"] = n if n > 0 else host_cores()
     return out
 
 

@@ -43,12 +43,6 @@ def as_system(model):
     return run
 
 
-def time_model(model, x: np.ndarray, warmup: int, runs: int, min_seconds: float = 0.0) -> dict:
-    from stages.report.latency import timed
-    req = model.create_infer_request()
-    return timed(lambda: req.infer([x]), warmup, runs, min_seconds)
-
-
 def version() -> str:
     import openvino as ov
     return ov.get_version()
@@ -60,13 +54,15 @@ def accuracy(path: Path, split, proto, threads: int = 0) -> float:
     return float(evaluate_detection(as_system(compiled(path, threads)), split, proto)["ap"])
 
 
-def latency(path: Path, threads: list[int], warmup: int, runs: int, min_seconds: float = 0.0) -> dict:
-    """``ov_<1|all>_ms``: median latency per frame of one file in OpenVINO, 1 thread / every core."""
-    out = {}
-    for n in threads:
-        model = compiled(path, n)
-        shape = [d if d > 0 else 1 for d in model.inputs[0].get_partial_shape().get_min_shape()]
-        x = np.random.default_rng(0).random(shape, dtype=np.float32)
-        key = f"ov_{'all' if n <= 0 else n}_ms"
-        out[key] = time_model(model, x, warmup, runs, min_seconds)["median_ms"]
-    return out
+def request_call(path: Path, threads: int):
+    """fn() running ``path`` once in OpenVINO on a fixed input, ``threads`` inference threads (0: all)."""
+    model = compiled(path, threads)
+    shape = [d if d > 0 else 1 for d in model.inputs[0].get_partial_shape().get_min_shape()]
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    req = model.create_infer_request()
+    return lambda: req.infer([x])
+
+
+def latency_key(threads: int) -> str:
+    """The result column of OpenVINO's latency at ``threads`` (``ov_1_ms``, ``ov_all_ms``)."""
+    return f"ov_{'all' if threads <= 0 else threads}_ms"

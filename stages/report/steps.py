@@ -27,7 +27,7 @@ from shared.dag import dependants, load_dag
 from stages.report import (accuracy, html, intervals, jmmc, onnx_cost, openvino_rt, photos_section, plots, profile,
                            readme_figures, seeds, strip)
 from stages.report.records import discover, groups, is_chain, summary
-from stages.report.latency import chain_fps, host_cores, time_artifact
+from stages.report.latency import chain_fps, host_cores, session_call, thread_label, time_rounds
 from stages.report.measure import evaluate_chain
 from stages.report.table import latency_cells, make_row, markdown, skipped_markdown, skipped_rows, write_csv
 
@@ -55,7 +55,7 @@ def model_size(row: dict) -> float | None:
 def artifact_rows(stages, test, proto, dataset, config, lcfg, log, keep=frozenset()) -> tuple[list[dict], list, dict]:
     """(rows, untimed, measured): ``keep`` names the artifacts evaluated here with their per-image
     detections kept; ``measured`` maps each to its metrics (``dets`` included).  Accuracy first
-    (stages/report/accuracy.py: cells side by side), then every file timed one at a time."""
+    (stages/report/accuracy.py: cells side by side), then every file timed, in passes over all (``time_files``)."""
     arts = [a for s in stages for a in s.artifacts]
     onnx_arts = [a for a in arts if a.external is None]
     limit = lcfg["max_artifacts"] or len(arts)
@@ -63,8 +63,9 @@ def artifact_rows(stages, test, proto, dataset, config, lcfg, log, keep=frozense
     ov = {a.name for a in onnx_arts if a.role == "pipeline" and a.name in timed} \
         if openvino_rt.available() is None else set()   # whole systems, second runtime
     metrics = accuracy.measure(onnx_arts, keep, ov, test, proto, dataset, config, log)
+    lat = time_files([a for a in onnx_arts if a.name in timed], ov, lcfg, log)
     rows, measured = [], {}
-    for a in tqdm(arts, desc="artifacts", unit="file"):
+    for a in arts:
         if a.external is not None:
             rows.append(external_row(a))
             continue
@@ -72,24 +73,40 @@ def artifact_rows(stages, test, proto, dataset, config, lcfg, log, keep=frozense
         m = metrics[a.name]
         if "dets" in m:
             measured[a.name] = m
-        lat = time_artifact(a.path, a.input_range, lcfg["threads"], lcfg["warmup"], lcfg["runs"], lcfg["min_seconds"]) \
-            if a.name in timed else None
-        if lat:
-            log.info("%s: %s", a.name, ", ".join(f"{k} threads {v['median_ms']:.2f} ms" for k, v in lat.items()))
-        ovc = {}
-        if a.name in ov:
-            ovc = {"ov_ap": m["ov_ap"], **openvino_rt.latency(a.path, lcfg["threads"], lcfg["warmup"], lcfg["runs"],
-                                                               lcfg["min_seconds"])}
-            log.info("%s in OpenVINO: AP %.3f (ONNX Runtime %.3f), %s", a.name, ovc["ov_ap"],
-                     m.get("ap") or float("nan"), ", ".join(f"{k} {v:.2f}" for k, v in ovc.items() if k.endswith("_ms")))
+        ovc = {"ov_ap": m["ov_ap"], **lat[a.name]["ov"]} if a.name in ov else {}
         rows.append(make_row(artifact=a.name, stage=a.stage, group=a.group, role=a.role, precision=a.precision,
                              **{k: m.get(k) for k in ("ap", "nme", "top_box_iou", "missed", "psnr", "ssim")},
                              params=c["params"], macs=c["macs"], weight_bytes=c["weight_bytes"], bytes=c["bytes"],
                              source=m["source"],
-                             **latency_cells(lat), **ovc))
+                             **latency_cells(lat.get(a.name, {}).get("ort")), **ovc))
     untimed = [a.name for a in onnx_arts[limit:]]
     return rows, ([(f"host latency of {len(untimed)} artifact(s)", "report.latency.max_artifacts is "
                     f"{lcfg['max_artifacts']}: {', '.join(untimed)}")] if untimed else []), measured
+
+
+def time_files(arts, ov: set, lcfg: dict, log) -> dict:
+    """{artifact: {"ort": {thread label: figures}, "ov": {ov_<label>_ms: median}}}: every file, in ONNX Runtime at
+    each thread count and (the ``ov`` ones) in OpenVINO, timed in ``report.latency.rounds`` passes over all of
+    them (``latency.time_rounds``), nothing else running."""
+    calls = {}
+    for a in arts:
+        for n in lcfg["threads"]:
+            calls[(a.name, "ort", n)] = session_call(a.path, a.input_range, n)
+            if a.name in ov:
+                calls[(a.name, "ov", n)] = openvino_rt.request_call(a.path, n)
+    with tqdm(total=len(calls) * lcfg["rounds"], desc="latency", unit="timing") as bar:
+        res = time_rounds(calls, lcfg["warmup"], lcfg["runs"], lcfg["min_seconds"], lcfg["rounds"], bar.update)
+    out = {a.name: {"ort": {}, "ov": {}} for a in arts}
+    for (name, runtime, n), r in res.items():
+        if runtime == "ort":
+            out[name]["ort"][thread_label(n)] = r
+        else:
+            out[name]["ov"][openvino_rt.latency_key(n)] = r["median_ms"]
+    for name, o in out.items():
+        log.info("%s: %s%s", name, ", ".join(f"{k} threads {v['median_ms']:.2f} ms (passes {v['rounds_ms']})"
+                                             for k, v in o["ort"].items()),
+                 "; OpenVINO " + ", ".join(f"{k} {v:.2f}" for k, v in o["ov"].items()) if o["ov"] else "")
+    return out
 
 
 def external_row(a) -> dict:

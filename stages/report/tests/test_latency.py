@@ -2,17 +2,17 @@
 returns every frame in order with the serial chain's outputs."""
 import numpy as np
 
-from stages.report.latency import chain_fps, make_chain, run_parallel, run_serial, time_artifact, timed
+from stages.report.latency import chain_fps, make_chain, run_parallel, run_serial, time_artifact, time_rounds, timed
 
 from conftest import SIZE, build_model
 
 
 def test_time_artifact(tmp_path):
     p = build_model("yunet", tmp_path / "yunet.onnx")
-    r = time_artifact(p, 255.0, [1, 0], warmup=1, runs=5)
+    r = time_artifact(p, 255.0, [1, 0], warmup=1, runs=6, rounds=2)
     assert set(r) == {"1", "all"}
     for v in r.values():
-        assert 0 < v["median_ms"] <= v["p90_ms"] < 1e4 and v["runs"] == 5
+        assert 0 < v["median_ms"] <= v["p90_ms"] * 1.0001 < 1e4 and v["runs"] == 6 and len(v["rounds_ms"]) == 2
     assert r["1"]["threads"] == 1 and r["all"]["threads"] >= 1
 
 
@@ -28,6 +28,24 @@ def test_timed_runs_at_least_runs_and_min_seconds():
     calls.clear()
     r = timed(call, warmup=0, runs=3, min_seconds=0.1)       # 0.1 s of 2 ms calls: far more than 3
     assert r["runs"] >= 20 and len(calls) >= r["runs"] + 2   # and a tenth of it warmed up first
+
+
+def test_rounds_take_the_median_pass_so_a_spell_moves_no_file():
+    """A call slowed 5x during one pass of three keeps its usual median; every pass times every call."""
+    import time
+    passes = {"n": 0}
+
+    def fast():
+        time.sleep(0.001)
+
+    def spelled():
+        time.sleep(0.005 if passes["n"] == 1 else 0.001)
+    order = []
+    r = time_rounds({"a": fast, "b": spelled}, warmup=0, runs=3, min_seconds=0.0, rounds=3,
+                    progress=lambda n: (order.append(n), passes.update(n=len(order) // 2)))
+    assert len(order) == 6 and r["a"]["runs"] == r["b"]["runs"] == 3
+    assert len(r["b"]["rounds_ms"]) == 3 and r["b"]["rounds_ms"][1] > 3 * r["b"]["rounds_ms"][0]
+    assert r["b"]["median_ms"] < 2.5 and abs(r["b"]["median_ms"] - r["a"]["median_ms"]) < 1.0
 
 
 def test_chain_serial_equals_parallel(tmp_path):
