@@ -30,8 +30,8 @@ def test_timed_runs_at_least_runs_and_min_seconds():
     assert r["runs"] >= 20 and len(calls) >= r["runs"] + 2   # and a tenth of it warmed up first
 
 
-def test_rounds_take_the_median_pass_so_a_spell_moves_no_file():
-    """A call slowed 5x during one pass of three keeps its usual median; every pass times every call."""
+def test_rounds_take_the_fastest_pass_so_a_spell_moves_no_file():
+    """A call slowed 5x during two passes of three keeps its own speed; every pass times every call."""
     import time
     passes = {"n": 0}
 
@@ -39,12 +39,12 @@ def test_rounds_take_the_median_pass_so_a_spell_moves_no_file():
         time.sleep(0.001)
 
     def spelled():
-        time.sleep(0.005 if passes["n"] == 1 else 0.001)
+        time.sleep(0.005 if passes["n"] >= 1 else 0.001)
     order = []
     r = time_rounds({"a": fast, "b": spelled}, warmup=0, runs=3, min_seconds=0.0, rounds=3,
                     progress=lambda n: (order.append(n), passes.update(n=len(order) // 2)))
     assert len(order) == 6 and r["a"]["runs"] == r["b"]["runs"] == 3
-    assert len(r["b"]["rounds_ms"]) == 3 and r["b"]["rounds_ms"][1] > 3 * r["b"]["rounds_ms"][0]
+    assert len(r["b"]["rounds_ms"]) == 3 and min(r["b"]["rounds_ms"][1:]) > 3 * r["b"]["rounds_ms"][0]
     assert r["b"]["median_ms"] < 2.5 and abs(r["b"]["median_ms"] - r["a"]["median_ms"]) < 1.0
 
 
