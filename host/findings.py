@@ -129,9 +129,9 @@ def _where_time_stays(results: dict) -> list[str]:
     (a, ta, ma), (b, tb, mb) = full(fp), full(src)
     return [f"Where the pruned chain's time stays (ONNX Runtime profile, 1 thread): the full-resolution layers "
             f"take {a:.1f} of the FP32 pipeline's {ta:.1f} ms ({100 * ma:.0f} % of its MACs) and {b:.1f} of the pruned "
-            f"one's {tb:.1f} ms ({100 * mb:.0f} % of its MACs); channel pruning keeps their few channels (the first "
-            f"and last layers are not pruned, `round_to` keeps at least one multiple), and those layers run far below "
-            f"the CPU's roof, bound by memory traffic rather than arithmetic (README, Where the time goes)."]
+            f"one's {tb:.1f} ms ({100 * mb:.0f} % of its MACs); what channel pruning leaves there (the first and last "
+            f"layers are not pruned, `round_to` keeps at least one multiple) runs far below the CPU's roof, bound by "
+            f"memory traffic rather than arithmetic (README, Where the time goes)."]
 
 
 def depth(run_dir: Path, results: dict) -> list[str]:
