@@ -48,9 +48,6 @@ def test_residual_blocks_drop_to_the_identity():
     assert names == ["encoders.2.1", "encoders.3.1", "decoders.0.decode", "decoders.1.decode",
                      "decoders.2.decode", "decoders.3.decode", "head.0"]
     x = torch.rand(1, 8, 32, 32)
-    seen = {}
-    net.decoders[3].decode.register_forward_hook(lambda m, i, o: seen.update(inp=i[0]))
-    net(torch.rand(1, 3, 64, 64))
     drop_blocks(net, ["head.0", "decoders.3.decode"])
     assert isinstance(net.head[0], Skipped) and torch.equal(net.head[0](x), x)
     assert dropped_blocks(net) == ["decoders.3.decode", "head.0"]
@@ -58,7 +55,6 @@ def test_residual_blocks_drop_to_the_identity():
     assert net(torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)
     with pytest.raises(ValueError, match="'stem' is not a removable residual block"):
         drop_blocks(net, ["stem"])
-    assert seen["inp"].shape[1] == 16
 
 
 def test_yunet_params_and_outputs():

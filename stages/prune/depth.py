@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from shared import units
 from shared.data import Split, to_float
-from shared.models.restoration import drop_blocks, dropped_blocks, residual_blocks  # noqa: F401 (dropped_blocks: for callers)
+from shared.models.restoration import drop_blocks, residual_blocks
 
 RESTORATION = ("enhancer", "denoiser")
 

@@ -26,6 +26,7 @@ import torch
 
 from shared import units
 from shared.config import ConfigError
+from shared.models.restoration import dropped_blocks
 from shared.data import Split
 from stages.prune import depth
 from stages.prune.finetuners import JointTerms, grad_fn, independent_loss, run_finetune
@@ -79,7 +80,7 @@ def _depth(pipe, source, env: Env) -> dict | None:
     """Depth pruning (``prune.depth``) of ``pipe``, planned on ``source``'s nets (the FP32 chain);
     None when off or when ``pipe`` already lost its blocks (the budget search pruning on)."""
     d = env.cfg["depth"]
-    if not d["blocks"] or any(depth.dropped_blocks(getattr(pipe, p)) for p in depth.RESTORATION):
+    if not d["blocks"] or any(dropped_blocks(getattr(pipe, p)) for p in depth.RESTORATION):
         return None
     planned = depth.plan(source, env.train, d["blocks"], d["images"])
     depth.apply(pipe, planned)

@@ -4,11 +4,10 @@ The same ONNX files ONNX Runtime measures are read by ``openvino.Core`` directly
 become FakeQuantize, which OpenVINO's low-precision transformations run with int8 kernels).
 Per whole system (a pipeline file): accuracy by the shared protocol (``fn`` is an ordinary
 callable system for ``shared.evaluation``) and latency with 1 thread and with every core,
-the same warm-up / runs as ONNX Runtime's timing.
+timed in the same passes as ONNX Runtime (``request_call``; ``stages.report.steps.time_files``).
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np

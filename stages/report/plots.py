@@ -257,6 +257,10 @@ def latency_vs_macs(rows: list[dict], path: Path) -> str | None:
     ax.set_xlabel("MACs per frame (M)")
     ax.set_ylabel("median latency per frame (ms, log)")
     ax.set_yscale("log")
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))   # ms readable off the axis
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_title("Latency vs MACs of the whole-system files (pruned variants move left)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
