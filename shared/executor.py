@@ -209,14 +209,34 @@ def _check_workers(ray, package: str, log=None, wait_s: float = 60.0) -> list[st
         raise ExecutorError(f"executor: the Ray cluster has no worker with a CPU after {wait_s:.0f} s "
                             "(`invoke cluster up --workers 2`)")
     task = ray.remote(num_cpus=0)(_digest_task)
-    theirs = ray.get([task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                      .remote(package) for n in nodes])
+    refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(package)
+            for n in nodes]
+    answered = _answers(ray, nodes, refs, log)
+    if not answered:
+        raise ExecutorError("executor: no Ray worker answered the code check (every listed worker was gone); "
+                            "`invoke cluster up --workers 2`")
     mine = code_digest(package)
-    stale = [n["NodeManagerAddress"] for n, d in zip(nodes, theirs) if d != mine]
+    stale = [n["NodeManagerAddress"] for n, d in answered if d != mine]
     if stale:
         raise ExecutorError(f"executor: Ray worker(s) {', '.join(stale)} run other code than this stage ({package} + "
                             f"shared digest {mine}): restart them from the current image (`invoke cluster up`)")
-    return [n["NodeManagerAddress"] for n in nodes]
+    return [n["NodeManagerAddress"] for n, _ in answered]
+
+
+def _answers(ray, nodes: list[dict], refs: list, log=None) -> list[tuple[dict, str]]:
+    """(node, code digest) of every node whose digest task came back. A node that died after ``ray.nodes()``
+    listed it is left out with a warning: Ray reports a killed worker alive for some seconds, and a task
+    pinned to it fails with TaskUnschedulableError (the Ray check met it when the stage's second set of cells
+    started right after the killed worker's cell was retried)."""
+    out = []
+    for n, r in zip(nodes, refs):
+        try:
+            out.append((n, ray.get(r)))
+        except ray.exceptions.RayError as e:
+            if log:
+                log.warning("executor: Ray worker %s did not answer the code check (%s: %s); left out",
+                            n.get("NodeManagerAddress"), type(e).__name__, str(e).splitlines()[0][:120])
+    return out
 
 
 def _connect(ray, address: str, log, tries: int = 6, wait_s: float = 10.0) -> None:

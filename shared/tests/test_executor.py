@@ -163,3 +163,25 @@ def test_workers_that_join_late_are_waited_for():
     nodes = executor._cpu_nodes(ray, wait_s=5, poll_s=0.01)
     assert [n["NodeManagerAddress"] for n in nodes] == ["10.0.0.2"] and ray.calls == 3
     assert executor._cpu_nodes(_Cluster(late=10 ** 6), wait_s=0.05, poll_s=0.01) == []
+
+
+def test_a_worker_gone_since_it_was_listed_is_left_out_of_the_code_check():
+    """A node Ray still listed as alive but whose pinned task cannot run is skipped; none answering is an error."""
+    import logging
+    from types import SimpleNamespace
+
+    class Gone(Exception):
+        pass
+
+    class Ray:
+        exceptions = SimpleNamespace(RayError=Gone)
+
+        @staticmethod
+        def get(ref):
+            if ref == "dead":
+                raise Gone("The task is not schedulable: The node specified via NodeAffinitySchedulingStrategy "
+                           "doesn't exist any more")
+            return ref
+    nodes = [{"NodeManagerAddress": "10.0.0.2"}, {"NodeManagerAddress": "10.0.0.3"}]
+    assert executor._answers(Ray, nodes, ["abc", "dead"], logging.getLogger("t")) == [(nodes[0], "abc")]
+    assert executor._answers(Ray, nodes, ["dead", "dead"]) == []
