@@ -167,7 +167,7 @@ def test_depth_pruned_round_trip(tmp_path):
     assert rec["parts"]["enhancer"]["dropped"] == ["decoders.3.decode", "head.0"]
     assert rec["parts"]["denoiser"]["dropped"] == ["head.0"] and "dropped" not in rec["parts"]["detector"]
     assert isinstance(back.enhancer.head[0], Skipped) and "head.0" not in residual_blocks(back.denoiser)
-
+    assert_same(pipe, back)
 
 
 def test_depth_pruned_bundle_with_a_bad_block_names_it(tmp_path):

@@ -134,9 +134,10 @@ def joint(fp32, ratio: float, importance: str, weights, env: Env, name: str, ste
     cfg, steps = env.cfg, steps or env.cfg["steps"]
     keep = cfg["keep_first_last"] if keep_first_last is None else keep_first_last
     pipe = copy.deepcopy(fp32).to(env.device)
-    deep = _depth(pipe, teacher if teacher is not None else fp32, env)
+    teacher = teacher if teacher is not None else fp32
+    deep = _depth(pipe, teacher, env)
     kd = _kd(env)
-    loss = JointTerms(*weights, teacher=frozen_copy(teacher if teacher is not None else fp32) if kd else None,
+    loss = JointTerms(*weights, teacher=frozen_copy(teacher) if kd else None,
                       kd=(kd.get("w_img", 0.0), kd.get("w_det", 0.0)))
     variant = cfg["finetune"]["variant"]
     finetunes = []

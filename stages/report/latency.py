@@ -68,10 +68,6 @@ def timed(call, warmup: int, runs: int, min_seconds: float = 0.0) -> dict:
             "runs": len(a)}
 
 
-def time_session(sess, feed: dict, warmup: int, runs: int, min_seconds: float = 0.0) -> dict:
-    return timed(lambda: sess.run(None, feed), warmup, runs, min_seconds)
-
-
 def thread_label(n: int) -> str:
     return "all" if n <= 0 else str(n)
 
