@@ -12,9 +12,11 @@ is ready.
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -22,6 +24,13 @@ from pathlib import Path
 from shared.errors import ExpectedError
 
 MANIFEST = "manifest.json"
+
+# What a run records about itself rather than what it made. Downstream cache keys hash the outputs'
+# *content* digests, which leave these out, so a rerun that reproduces the same weights and metrics
+# changes nothing below it; the manifest's sha256 ``hashes`` still cover every byte (integrity).
+RECORD_FILES = ("*.log", "*.log.json", "*.ppq.json")     # logs (mmdet's is named by the clock), esp-ppq's
+#                                                          dump (keyed by Python object ids)
+VOLATILE_KEY = re.compile(r"(^|_)(seconds|ms|speedup|images_per_s)$")   # JSON keys measuring time or speed
 
 
 class MissingInput(ExpectedError, RuntimeError):
@@ -59,15 +68,16 @@ def build(name: str, config: dict, section: dict, key: str, inputs: dict, env: d
         "inputs": inputs, "seed": config["seed"], "env": env,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "wall_s": round(wall, 3), "metrics": result.get("metrics", {}), "skipped": result.get("skipped"),
-        "files": list_files(out), "hashes": hash_files(out),
+        "files": list_files(out), "hashes": hash_files(out), "content": content_hashes(out),
         "artifacts": sorted(artifacts, key=lambda r: r["file"]), "chains": chains or {},
     }
 
 
 def manifest_hash(run_dir: Path, stage: str) -> str | None:
-    """What a downstream cache key hashes of ``stage``: its outputs' content hashes (DVC-style: a
-    forced rerun that reproduces identical files changes nothing below it), plus whether it was
-    skipped.  A manifest from before content hashes falls back to the manifest's own bytes."""
+    """What a downstream cache key hashes of ``stage``: its outputs' content digests (DVC-style: a
+    forced rerun that reproduces identical files changes nothing below it; :func:`content_hashes`),
+    plus whether it was skipped.  A manifest with only sha256 ``hashes`` uses those; one from
+    before content hashes falls back to the manifest's own bytes."""
     p = manifest_path(run_dir, stage)
     if not p.exists():
         return None
@@ -75,9 +85,12 @@ def manifest_hash(run_dir: Path, stage: str) -> str | None:
         m = json.loads(p.read_text())
     except json.JSONDecodeError:
         return hashlib.sha256(p.read_bytes()).hexdigest()
-    if "hashes" not in m:
+    if "content" in m:
+        blob = json.dumps({"content": m["content"], "skipped": m.get("skipped")}, sort_keys=True)
+    elif "hashes" in m:
+        blob = json.dumps({"hashes": m["hashes"], "skipped": m.get("skipped")}, sort_keys=True)
+    else:
         return hashlib.sha256(p.read_bytes()).hexdigest()
-    blob = json.dumps({"hashes": m["hashes"], "skipped": m.get("skipped")}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -95,11 +108,50 @@ def file_sha256(p: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def output_files(root: Path) -> list[str]:
+    """Relative paths of every file under ``root`` but the manifest, sorted."""
+    root = Path(root)
+    return [str(p.relative_to(root)) for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST]
+
+
 def hash_files(root: Path) -> dict[str, str]:
     """Relative path -> sha256, for every file under ``root`` (the manifest excluded)."""
+    return {rel: file_sha256(Path(root) / rel) for rel in output_files(root)}
+
+
+def is_record(rel: str) -> bool:
+    """Whether the output file ``rel`` is a record of the run (a log, a dump), not a result."""
+    name = Path(rel).name
+    return any(fnmatch.fnmatch(name, g) for g in RECORD_FILES)
+
+
+def _strip_volatile(obj):
+    if isinstance(obj, dict):
+        return {k: _strip_volatile(v) for k, v in obj.items() if not VOLATILE_KEY.search(str(k))}
+    if isinstance(obj, list):
+        return [_strip_volatile(v) for v in obj]
+    return obj
+
+
+def content_sha256(p: Path) -> str:
+    """A file's digest for cache keys: a JSON document without its time and speed keys
+    (``VOLATILE_KEY``), canonically dumped; any other file (or JSON that does not parse) byte for byte."""
+    p = Path(p)
+    if p.suffix == ".json":
+        try:
+            doc = json.loads(p.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return file_sha256(p)
+        blob = json.dumps(_strip_volatile(doc), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+    return file_sha256(p)
+
+
+def content_hashes(root: Path) -> dict[str, str]:
+    """Relative path -> :func:`content_sha256`, for every output under ``root`` but the manifest and
+    the run's records (``RECORD_FILES``): what downstream cache keys hash."""
     root = Path(root)
-    return {str(p.relative_to(root)): file_sha256(p) for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != MANIFEST}
+    return {rel: content_sha256(root / rel) for rel in output_files(root) if not is_record(rel)}
 
 
 def require_manifest(run_dir: Path, stage: str, needed_by: str) -> dict:

@@ -120,3 +120,47 @@ def test_engine_answers_without_cli(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     ok, why = runners.engine_answers()
     assert not ok and "not installed" in why
+
+
+def _stage_output(run_dir, name, files: dict):
+    """A stage output with ``files`` (name -> text) and a manifest built as the stages build theirs."""
+    with mf.AtomicStageDir(run_dir, name) as out:
+        for rel, text in files.items():
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_text(text)
+        mf.write_json(out / mf.MANIFEST, {"hashes": mf.hash_files(out), "content": mf.content_hashes(out)})
+
+
+def test_content_hash_leaves_out_run_records_and_times(tmp_path):
+    """A rerun that reproduces the same results with other times and logs keeps the downstream key;
+    a changed result (or a new output file) changes it."""
+    weights = "w" * 10
+    run = {"model.onnx": weights, "metrics.json": json.dumps({"ap": 0.8, "seconds": 12.5, "speed": {"fp32_ms": 3.1}}),
+           "bundle.json": json.dumps({"made_by": {"seconds": 100.0, "stage": "train"}}),
+           "mmdet/20261207_094037.log.json": "{}", "train.log": "epoch 1 took 3 s", "int8.ppq.json": '{"1234": 1}'}
+    _stage_output(tmp_path, "train", run)
+    first, first_sha = mf.manifest_hash(tmp_path, "train"), mf.read_manifest(tmp_path, "train")["hashes"]
+    again = {"model.onnx": weights,
+             "metrics.json": json.dumps({"seconds": 99.0, "ap": 0.8, "speed": {"fp32_ms": 4.7}}, indent=2),
+             "bundle.json": json.dumps({"made_by": {"seconds": 7.0, "stage": "train"}}),
+             "mmdet/20261208_101010.log.json": "{}", "train.log": "epoch 1 took 4 s", "int8.ppq.json": '{"99": 1}'}
+    _stage_output(tmp_path, "train", again)
+    m = mf.read_manifest(tmp_path, "train")
+    assert m["hashes"]["metrics.json"] != first_sha["metrics.json"]    # integrity: sha256 of every byte
+    assert "train.log" in m["hashes"] and "train.log" not in m["content"]
+    assert mf.manifest_hash(tmp_path, "train") == first
+    _stage_output(tmp_path, "train", {**again, "metrics.json": json.dumps({"ap": 0.81, "seconds": 99.0})})
+    assert mf.manifest_hash(tmp_path, "train") != first
+    _stage_output(tmp_path, "train", {**again, "extra.onnx": "x"})
+    assert mf.manifest_hash(tmp_path, "train") != first
+
+
+def test_volatile_keys_and_records():
+    for k in ("seconds", "ptq_seconds", "fp32_ms", "ort_int8_speedup", "speedup", "images_per_s",
+              "train_images_per_s"):
+        assert mf.VOLATILE_KEY.search(k), k
+    for k in ("ap", "params", "rms", "macs", "ms_ssim", "seconds_budget", "psnr_db", "threads"):
+        assert not mf.VOLATILE_KEY.search(k), k
+    assert mf.is_record("a/b/20261207_094037.log.json") and mf.is_record("int8.ppq.log")
+    assert mf.is_record("x/mixed.ppq.json") and not mf.is_record("x/mixed_int16_layers.json")
+    assert not mf.is_record("history.json") and not mf.is_record("catalog.md")

@@ -29,7 +29,7 @@ class ModelJob:
     onnx: Path             # the prepared graph (cut where configured)
     cal: np.ndarray        # its calibration inputs, scaled (shared.calibration)
     measured: bool         # False for a cut graph: its file and bytes only, no accuracy
-    qdir: Path             # <out>/<cand>/<model>/: the .espdl, .info, .json, error report
+    qdir: Path             # <out>/<cand>/<model>/: the .espdl, .info, .ppq.json, error report
     graphs: Path           # <out>/.graphs/<cand>/<model>/: native graphs for the chain cells
     dataset: Path
     config: dict           # the run config (esp section, eval protocol)

@@ -2,7 +2,9 @@
 
 :func:`quantize` runs ``espdl_quantize_onnx`` on a COPY of the ONNX file (esp-ppq
 simplifies its input in place) and writes ``<stem>.espdl`` (the model ESP-DL loads),
-``<stem>.info`` (readable dump) and ``<stem>.json`` (quantization config), with the
+``<stem>.info`` (readable dump) and ``<stem>.ppq.json`` (esp-ppq's quantization config, renamed
+from its ``<stem>.json``: it is keyed by Python object ids, so it is a record of the run that
+cache keys leave out, ``shared.manifest.RECORD_FILES``), with the
 calibration image as the exported test value (what ``dl::Model::test()`` checks on the
 board).  esp-ppq's console output goes to ``<stem>.ppq.log``.
 
@@ -62,6 +64,7 @@ def quantize(onnx_path: Path, out_dir: Path, stem: str, calib: list[torch.Tensor
     for ext in ("espdl", "info", "json"):
         if not (out_dir / f"{stem}.{ext}").exists():
             raise RuntimeError(f"esp-ppq did not write {out_dir / f'{stem}.{ext}'}; see {out_dir / f'{stem}.ppq.log'}")
+    (out_dir / f"{stem}.json").replace(out_dir / f"{stem}.ppq.json")
     log.info("quantized %s -> %s.espdl (%d bits, %d B) in %.1f s", onnx_path.name, stem, bits,
              (out_dir / f"{stem}.espdl").stat().st_size, dt)
     return graph, dt

@@ -2,7 +2,7 @@
 ESP32-S3 memory, generate the ESP-IDF project.
 
 Outputs (``<run>/esp/``):
-  <candidate>/<model>/<variant>.espdl .info .json .ppq.log   esp-ppq exports (variant: int8 / int16 / mixed)
+  <candidate>/<model>/<variant>.espdl .info .ppq.json .ppq.log   esp-ppq exports (variant: int8 / int16 / mixed)
   <candidate>/<model>/int8_error_report.csv                  per layer NSR (layerwise, graphwise, marginal)
   <candidate>/<model>/mixed_int16_layers.json                layers the rule sent to int16
   accuracy.csv / accuracy.md                                  simulated (TorchExecutor) vs FP32 (ONNX Runtime)
@@ -97,7 +97,7 @@ def quantize_model(m, path, batches, cfg, qdir, log) -> dict:
             graphs["mixed"], _ = quantize(path, qdir, "mixed", batches, 8, make_setting(8, algo, ops, target),
                                           target, log)
         else:
-            for ext in ("espdl", "info", "json"):
+            for ext in ("espdl", "info", "ppq.json"):
                 shutil.copy(qdir / f"int8.{ext}", qdir / f"mixed.{ext}")
             graphs["mixed"] = graphs["int8"]
     if "int16" in variants:

@@ -27,8 +27,9 @@ def test_small_cnn_to_espdl_with_error_report(small_cnn, tmp_path):
     before = small_cnn.read_bytes()
     g, secs = quantize(small_cnn, tmp_path, "int8", calib, 8, make_setting(8, "minmax", [], "esp32s3"), "esp32s3", LOG)
     assert small_cnn.read_bytes() == before  # esp-ppq rewrote a copy, not our file
-    for ext in ("espdl", "info", "json", "ppq.log"):
+    for ext in ("espdl", "info", "ppq.json", "ppq.log"):
         assert (tmp_path / f"int8.{ext}").stat().st_size > 0
+    assert not (tmp_path / "int8.json").exists()   # renamed: a record of the run (shared.manifest.RECORD_FILES)
     assert "Conv" in (tmp_path / "int8.info").read_text()
     rows = error_report(g, calib, 1, tmp_path / "int8_error_report.csv")
     parsed = read_report(tmp_path / "int8_error_report.csv")
