@@ -66,6 +66,37 @@ def _off_scale(model):
     return found, n_biases
 
 
+def int32_biases(model_or_path) -> dict[str, np.ndarray]:
+    """Node name -> the real bias a fusable node's int32 bias DQ gives, ``(q - zero_point) * scale`` in
+    float32 as DequantizeLinear computes it: what the file adds, for putting into its simulation
+    (``stages.quantize.file_bias``)."""
+    import onnx
+    from onnx import numpy_helper
+    model = (onnx.load(str(model_or_path), load_external_data=False)
+             if isinstance(model_or_path, (str, Path)) else model_or_path)
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    consts = {n.output[0]: numpy_helper.to_array(a.t) for n in g.node if n.op_type == "Constant"
+              for a in n.attribute if a.name == "value"}
+    producer = {o: n for n in g.node for o in n.output}
+    out = {}
+    for node in g.node:
+        idx = FUSED_OPS.get(node.op_type)
+        if idx is None or len(node.input) <= idx or not node.input[idx]:
+            continue
+        dq = producer.get(node.input[idx])
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        q = _const(dq.input[0], inits, consts)
+        scale = _const(dq.input[1], inits, consts)
+        if q is None or q.dtype != np.int32 or scale is None:
+            continue
+        zp = _const(dq.input[2], inits, consts) if len(dq.input) > 2 and dq.input[2] else 0
+        out[node.name] = ((q.astype(np.float32) - np.asarray(zp, np.float32)) * np.asarray(scale, np.float32)
+                          ).astype(np.float32)
+    return out
+
+
 def mismatched(model_or_path) -> int:
     """How many int32 biases of fusable nodes are not at ``x_scale * w_scale`` (0: fused kernels exact)."""
     import onnx

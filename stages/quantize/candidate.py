@@ -18,6 +18,7 @@ FP32.  Latency is not measured here (jobs may run side by side): the stage times
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -32,6 +33,7 @@ from shared import executor, units
 from shared.evaluation import as_fn, ort_session
 from stages.quantize import aimet_ptq, candidates, grid, inq, measure, nncf_ptq, onnx_io
 from stages.quantize import cells as cellwork
+from stages.quantize.file_bias import file_biases
 from stages.quantize.grid import Cell
 from stages.quantize.methods import REPORTED, SELECT, Runner, chained_onnx, choose, folder_name, make_runner, \
     row_key, selection_record
@@ -250,7 +252,10 @@ def _independent_chain(ctx, r: Runner, cand: str, pipe, qat_mods: dict, qat_path
     chain = Pipeline(qat_mods["enhancer"], qat_mods["denoiser"], qat_mods["detector"], swap_rb=pipe.swap_rb,
                      clamp=pipe.clamp, pixel_scale=getattr(pipe, "pixel_scale", 255.0)).eval()
     fn = chained_onnx(qat_paths["enhancer"], qat_paths["denoiser"], qat_paths["detector"])
-    sim_m, sim_val, sim_dets = r.measure(chain, "pipeline")
+    with contextlib.ExitStack() as biases:   # each sim with its own file's int32 biases (file_bias)
+        for n in ("enhancer", "denoiser", "detector"):
+            biases.enter_context(file_biases(qat_mods[n], qat_paths[n]))
+        sim_m, sim_val, sim_dets = r.measure(chain, "pipeline")
     onnx_m, _, onnx_dets = r.measure(fn, "pipeline", selectable=False)
     g = measure.gap(sim_m, onnx_m)
     r.add({"candidate": cand, "model": "pipeline", "method": "independent_qat_chained", "bits": "W8A8",

@@ -31,6 +31,7 @@ from shared.manifest import MissingInput
 from shared.evaluation import ort_session   # accuracy_mode: exact (fused) unless a bias is off scale
 from shared.selection import SelectionError, check_selection_split, pick_best
 from stages.quantize import measure, onnx_io
+from stages.quantize.file_bias import file_biases
 
 log = logging.getLogger("stages.quantize")
 GAP_WARN = 0.02
@@ -111,16 +112,18 @@ class Runner:
 
     def record(self, cand: str, name: str, method: str, bits: str, seed: int, module, sim, dummy, stem: str,
                fp32_bytes: int | None, extra: dict | None = None, onnx_exporter=None, add: bool = True):
-        """Measure a quantized unit (sim on test + val), export it, measure the ONNX file; the row,
-        added (``add``) or returned with its test detections as (row, sim_dets, onnx_dets)."""
+        """Export a quantized unit, measure its simulation (test + val) with the file's int32 biases
+        (``file_bias``) and the ONNX file; the row, added (``add``) or returned with its test detections
+        as (row, sim_dets, onnx_dets)."""
         t0 = time.time()
-        sim_m, sim_val, sim_dets = self.measure(module, name)
         path = self.out / folder_name(cand) / name / stem
         if onnx_exporter is not None:
             info = onnx_exporter(path)
         else:
             info = onnx_io.export_qdq(sim, name, dummy, path, self.opset, self.int8_weights)
         onnx_path = path.with_suffix(".onnx")
+        with file_biases(module, onnx_path) as info["sim_biases"]:
+            sim_m, sim_val, sim_dets = self.measure(module, name)
         onnx_m, _, onnx_dets = self.measure(ort_session(onnx_path), name, selectable=False)
         gap = measure.gap(sim_m, onnx_m)
         mg = measure.max_gap(gap)
