@@ -94,7 +94,8 @@ def speed(results: dict, quantize: dict) -> list[str]:
     qm = quantize.get("metrics") or {}
     if qm.get("max_sim_onnx_gap") is not None:
         out.append(f"**INT8 files are measured with the fused kernels their latency is timed with**, after their "
-                   f"biases are re-quantized to `x_scale * w_scale` (shared/qdq_bias.py): the largest gap between a "
+                   f"biases are re-quantized to `x_scale * w_scale` (shared/qdq_bias.py), and each simulation with "
+                   f"those int32 biases (stages/quantize/file_bias.py): the largest gap between a "
                    f"file and its AIMET simulation over the quantize grid is {qm['max_sim_onnx_gap']:.3f} (AP or dB).")
     gs = qm.get("sim_onnx_ap_gap") or {}
     if gs.get("files"):
@@ -104,7 +105,9 @@ def speed(results: dict, quantize: dict) -> list[str]:
                    f"{100 * gs['tol']:.1f} point (largest {100 * gs['max_abs']:.1f}); the intervals' median "
                    f"half-width is {100 * gs['median_half_width']:.1f} points; "
                    + (f"{len(resolved)} exclude 0 ({', '.join(f'`{x}`' for x in resolved)})." if resolved
-                      else "every interval contains 0."))
+                      else "every interval contains 0.")
+                   + "".join(f" {m}: {b['over_tol']} of {b['files']} over {100 * gs['tol']:.1f} point "
+                             f"(largest {100 * b['max_abs']:.1f})." for m, b in sorted((gs.get("by_model") or {}).items())))
     for cand, b in (qm.get("benchmark") or {}).items():
         fused = b.get("int8_fused_kernels_eval") or {}
         cpu = b.get("cpu") or {}

@@ -69,12 +69,19 @@ def max_gap(g: dict) -> float:
 def gap_summary(rows: list[dict], tol: float = 0.005) -> dict:
     """Over the INT8 detection rows' ``gap_ap`` (AP of the ONNX file minus its simulation, paired 95 %
     interval): how many files, the largest gap, how many exceed ``tol`` (0.5 point), which ones have an
-    interval that excludes 0 (a gap the test split resolves), and the intervals' median half-width."""
+    interval that excludes 0 (a gap the test split resolves), and the intervals' median half-width;
+    ``by_model``: files, largest gap and files over ``tol`` per unit (detector, pipeline)."""
     g = [(r, r["gap_ap"]) for r in rows if r.get("gap_ap") and r.get("bits") != "FP32"]
     if not g:
         return {}
     half = sorted((x["hi"] - x["lo"]) / 2 for _, x in g)
+    by = {}
+    for r, x in g:
+        b = by.setdefault(r["model"], {"files": 0, "max_abs": 0.0, "over_tol": 0})
+        b["files"] += 1
+        b["max_abs"] = max(b["max_abs"], abs(x["value"]))
+        b["over_tol"] += abs(x["value"]) > tol
     return {"files": len(g), "tol": tol, "max_abs": max(abs(x["value"]) for _, x in g),
             "over_tol": sum(abs(x["value"]) > tol for _, x in g),
             "resolved": [f"{r['candidate']}/{r['model']}/{r['method']}" for r, x in g if x["lo"] > 0 or x["hi"] < 0],
-            "median_half_width": half[len(half) // 2], "n_images": g[0][1]["n_images"]}
+            "median_half_width": half[len(half) // 2], "n_images": g[0][1]["n_images"], "by_model": by}

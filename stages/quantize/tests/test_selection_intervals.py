@@ -193,6 +193,8 @@ def test_tiny_run_selects_on_val_and_reports_intervals(tmp_path, one_thread):
     assert all(r["gap_ap"] is None for r in rows if r["model"] in ("enhancer", "denoiser") and "gap_ap" in r)
     gs = m["sim_onnx_ap_gap"]
     assert gs["files"] == len(det) and gs["max_abs"] == pytest.approx(max(abs(r["gap_ap"]["value"]) for r in det))
+    assert sum(b["files"] for b in gs["by_model"].values()) == len(det)
+    assert max(b["max_abs"] for b in gs["by_model"].values()) == pytest.approx(gs["max_abs"])
     header = (ctx.out / "results.csv").read_text().splitlines()[0].split(",")
     assert {"split", "sim_val_ap", "onnx_ap", "onnx_minus_sim_ap", "onnx_minus_sim_ap_lo"} <= set(header)
     _check_artifacts(ctx, rows, cand)
