@@ -11,7 +11,6 @@ the file is a truly int8-weight model; its int32 biases are then re-quantized to
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from shared.models import OUTPUT_NAMES
 from shared.ort_runtime import open_session
 from shared.qdq_bias import canonicalize_file
+from shared.timing import timed
 
 
 def output_names(name: str) -> list[str]:
@@ -67,14 +67,8 @@ def latency(path: Path, x: np.ndarray, runs: int, threads: int) -> dict:
     """Median / mean ms per image in ONNX Runtime (CPU EP) with ``threads`` intra-op threads (0 = all)."""
     sess = open_session(path, "exact", threads)     # the kernels the rows are evaluated with
     feed = {sess.get_inputs()[0].name: x[:1].astype(np.float32)}
-    sess.run(None, feed)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        sess.run(None, feed)
-        times.append((time.perf_counter() - t0) * 1000)
-    return {"median_ms": float(np.median(times)), "mean_ms": float(np.mean(times)), "runs": runs,
-            "threads": threads or (os.cpu_count() or 1)}
+    t = timed(lambda: sess.run(None, feed), warmup=1, runs=runs)
+    return {"median_ms": t["median_ms"], "mean_ms": t["mean_ms"], "runs": runs, "threads": threads or (os.cpu_count() or 1)}
 
 
 def ort_static_int8(fp32: Path, calib: list[np.ndarray], out: Path) -> Path:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.timing import timed
+
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
            "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
 
@@ -45,27 +47,6 @@ def probe_input(sess, input_range: float = 1.0, seed: int = 0) -> dict:
     dtype = _DTYPES.get(inp.type, np.float32)
     x = np.random.default_rng(seed).random(shape, dtype=np.float32) * np.float32(input_range)
     return {inp.name: x.astype(dtype)}
-
-
-def timed(call, warmup: int, runs: int, min_seconds: float = 0.0) -> dict:
-    """Median, p90 and mean ms of ``call()``: ``warmup`` untimed calls (and at least a tenth of
-    ``min_seconds``: a thread pool wakes up), then timed calls until there are ``runs`` of them *and*
-    ``min_seconds`` have passed. A 4 ms net timed 10 times is 40 ms of measurement, which one scheduler
-    hiccup decides (the demo's pruned pipeline once read 9.3 ms with 2 threads where 0.5 s of runs read 3.4)."""
-    t_end = time.perf_counter() + min_seconds / 10
-    n = 0
-    while n < warmup or time.perf_counter() < t_end:
-        call()
-        n += 1
-    times: list[float] = []
-    t_end = time.perf_counter() + min_seconds
-    while len(times) < runs or time.perf_counter() < t_end:
-        t0 = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - t0) * 1e3)
-    a = np.asarray(times)
-    return {"median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90)), "mean_ms": float(a.mean()),
-            "runs": len(a)}
 
 
 def thread_label(n: int) -> str:

@@ -2,7 +2,8 @@
 returns every frame in order with the serial chain's outputs."""
 import numpy as np
 
-from stages.report.latency import chain_fps, make_chain, run_parallel, run_serial, time_artifact, time_rounds, timed
+from shared.timing import timed
+from stages.report.latency import chain_fps, make_chain, run_parallel, run_serial, time_artifact, time_rounds
 
 from conftest import SIZE, build_model
 
