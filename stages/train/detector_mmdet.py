@@ -28,11 +28,13 @@ cfg keys (defaults in ``DEFAULTS``):
     loss (YuNetLoss weights: w_cls, w_bbox, w_obj, w_kps).
 
 Writes in ``out_dir``: ``yunet_mmdet_config.py`` (the mmcv config), ``epoch_<n>.pth`` and
-``latest.pth`` (mmcv checkpoints; state_dict keys = shared YuNet's), ``<time>.log.json``
+``latest.pth`` (mmcv checkpoints without mmcv's wall-clock ``meta.time``; state_dict keys = shared
+YuNet's), ``<time>.log.json``
 (mmcv TextLoggerHook), ``mmdet_train.log`` (the text log) and ``history.json``.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -189,7 +191,9 @@ def train_detector(data_root: Path, out_dir: Path, cfg: dict, log: logging.Logge
     if cfg.get("amp") and device == "cpu" and not _cpu_has_bf16():
         log.warning("detector amp: this CPU has no native bf16 (AVX512-BF16/AMX); bf16 autocast "
                     "is emulated and ~15x slower than float32 here")
-    mcfg.dump(str(out_dir / "yunet_mmdet_config.py"))
+    dumped = copy.deepcopy(mcfg)
+    dumped.work_dir = out_dir.name      # not the stage's temp dir: the dump describes the run, not where it ran
+    dumped.dump(str(out_dir / "yunet_mmdet_config.py"))
     set_random_seed(mcfg.seed, deterministic=False)
 
     mlog = logging.getLogger(f"{log.name}.mmdet")
@@ -224,8 +228,21 @@ def train_detector(data_root: Path, out_dir: Path, cfg: dict, log: logging.Logge
     finally:
         mlog.removeHandler(handler)
         handler.close()
+    _drop_checkpoint_times(out_dir)
     det = model.module
     return det.to_yunet(**_yunet_kwargs(mcfg.yunet_kwargs)), history
+
+
+def _drop_checkpoint_times(out_dir: Path) -> None:
+    """mmcv stamps each checkpoint's meta with the wall-clock time; without it a rerun that trains the
+    same weights writes the same bytes (the stage's manifest says when it ran), so the stages below
+    keep their cache (shared/manifest.py content digests)."""
+    for p in sorted(out_dir.glob("*.pth")):
+        if p.is_symlink():
+            continue
+        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+        if (ckpt.get("meta") or {}).pop("time", None) is not None:
+            torch.save(ckpt, p)
 
 
 def _yunet_kwargs(det: dict) -> dict:

@@ -318,6 +318,8 @@ def test_train_detector_end_to_end(tmp_path, no_epoch_pause):
     assert (out / "history.json").is_file() and list(out.glob("*.log.json"))
     ckpt = torch.load(out / "epoch_2.pth", map_location="cpu", weights_only=False)
     assert set(ckpt["state_dict"]) == set(YuNet().state_dict())
+    assert "time" not in ckpt["meta"] and ckpt["meta"]["epoch"] == 2      # no clock in the outputs
+    assert "work_dir = 'out'" in (out / "yunet_mmdet_config.py").read_text()  # nor the temp dir it ran in
     with torch.no_grad():
         outs = model(torch.rand(1, 3, 64, 64) * 255)
     assert len(outs) == 12 and all(torch.isfinite(t).all() for t in outs)
