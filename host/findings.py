@@ -108,6 +108,13 @@ def speed(results: dict, quantize: dict) -> list[str]:
                       else "every interval contains 0.")
                    + "".join(f" {m}: {b['over_tol']} of {b['files']} over {100 * gs['tol']:.1f} point "
                              f"(largest {100 * b['max_abs']:.1f})." for m, b in sorted((gs.get("by_model") or {}).items())))
+    if gs.get("beyond"):
+        b = gs["beyond"]
+        out.append(f"How far the test split resolves those {len(b)} files (stages/quantize/measure.ap_resolution: AP "
+                   f"again with one grey level moved on 0.4 % of the input, invisible to the FP32 chain): "
+                   + "; ".join(f"`{x['file']}` {100 * x['gap']:+.1f} against a spread of {100 * x['spread']:.1f} "
+                               f"(sd {100 * x['sd']:.1f})" for x in b)
+                   + f" points. {sum(x['within_spread'] for x in b)} of {len(b)} gaps are within their file's spread.")
     for cand, b in (qm.get("benchmark") or {}).items():
         fused = b.get("int8_fused_kernels_eval") or {}
         cpu = b.get("cpu") or {}

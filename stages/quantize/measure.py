@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from shared import units
 from shared.evaluation import detect, evaluate_restoration
 from shared.metrics.detection import evaluate_detections
@@ -51,6 +53,29 @@ def ap_diff(dets_a, dets_b, split, proto, n_boot: int, seed: int) -> dict:
                             iou_thr=proto.iou_thr)
 
 
+def dither(x: np.ndarray, fraction: float, step: float, rng) -> np.ndarray:
+    """``x`` with a random ``fraction`` of its values moved up or down by ``step`` (one grey level of the
+    unit's input range), kept inside [0, 255 * step]."""
+    moved = rng.random(x.shape) < fraction
+    signs = rng.choice(np.array([-1.0, 1.0], np.float32), x.shape)
+    return np.clip(x + moved * signs * np.float32(step), 0, np.float32(255 * step)).astype(np.float32)
+
+
+def ap_resolution(system, name: str, split, proto, draws: int, fraction: float = 0.004, seed: int = 0) -> dict:
+    """How finely AP on ``split`` resolves ``system``: its AP over ``draws`` passes, each with one grey
+    level added or taken on a random ``fraction`` of the input values (:func:`dither`). Invisible to an
+    FP32 chain (the demo's moves by 0.01 point); an int8 chain re-draws its rounding and its AP moves
+    by about a point, which is what two implementations of the same int8 graph can differ by
+    (docs/decisions.md, session 12). {draws, fraction, aps, mean, sd, spread (max - min)}."""
+    from shared.evaluation import as_fn
+    fn, rng = as_fn(system), np.random.default_rng(seed)
+    step = units.input_range(name) / 255
+    aps = np.asarray([evaluate(lambda x: fn(dither(x, fraction, step, rng)), name, split, proto)["ap"]
+                      for _ in range(draws)])
+    return {"draws": draws, "fraction": fraction, "aps": [float(a) for a in aps], "mean": float(aps.mean()),
+            "sd": float(aps.std(ddof=1)) if draws > 1 else 0.0, "spread": float(aps.max() - aps.min())}
+
+
 def gap(sim: dict, onnx: dict) -> dict:
     out = {}
     for k, v in sim.items():
@@ -70,7 +95,9 @@ def gap_summary(rows: list[dict], tol: float = 0.005) -> dict:
     """Over the INT8 detection rows' ``gap_ap`` (AP of the ONNX file minus its simulation, paired 95 %
     interval): how many files, the largest gap, how many exceed ``tol`` (0.5 point), which ones have an
     interval that excludes 0 (a gap the test split resolves), and the intervals' median half-width;
-    ``by_model``: files, largest gap and files over ``tol`` per unit (detector, pipeline)."""
+    ``by_model``: files, largest gap and files over ``tol`` per unit (detector, pipeline); ``beyond``:
+    each file over ``tol`` that has an ``ap_resolution`` (:func:`resolve_gaps`), with its gap, the AP's sd
+    and spread under invisible input changes, and ``within_spread`` (|gap| <= that spread)."""
     g = [(r, r["gap_ap"]) for r in rows if r.get("gap_ap") and r.get("bits") != "FP32"]
     if not g:
         return {}
@@ -84,4 +111,20 @@ def gap_summary(rows: list[dict], tol: float = 0.005) -> dict:
     return {"files": len(g), "tol": tol, "max_abs": max(abs(x["value"]) for _, x in g),
             "over_tol": sum(abs(x["value"]) > tol for _, x in g),
             "resolved": [f"{r['candidate']}/{r['model']}/{r['method']}" for r, x in g if x["lo"] > 0 or x["hi"] < 0],
-            "median_half_width": half[len(half) // 2], "n_images": g[0][1]["n_images"], "by_model": by}
+            "median_half_width": half[len(half) // 2], "n_images": g[0][1]["n_images"], "by_model": by,
+            "beyond": [{"file": r["onnx_file"], "gap": x["value"], "sd": r["ap_resolution"]["sd"],
+                        "spread": r["ap_resolution"]["spread"],
+                        "within_spread": abs(x["value"]) <= r["ap_resolution"]["spread"]}
+                       for r, x in g if abs(x["value"]) > tol and r.get("ap_resolution")]}
+
+
+def resolve_gaps(rows: list[dict], out, split, proto, draws: int, tol: float = 0.005) -> None:
+    """Adds ``ap_resolution`` (:func:`ap_resolution` of the ONNX file, ``draws`` passes) to every INT8
+    detection row whose file is more than ``tol`` AP from its simulation: is that gap more than what the
+    test split resolves of that file? ``draws`` 0: nothing."""
+    from shared.evaluation import ort_session
+    for r in rows:
+        g = r.get("gap_ap")
+        f = out / str(r.get("onnx_file"))
+        if draws and g and r.get("bits") != "FP32" and abs(g["value"]) > tol and f.is_file():
+            r["ap_resolution"] = ap_resolution(ort_session(f), r["model"], split, proto, draws)

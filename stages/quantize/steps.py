@@ -80,6 +80,7 @@ def run(ctx) -> dict:
             bench[cand.name] = _bench(ctx, r, cand, res["best_pipeline"], res["fast_eval"])
             log.info("latency %s: %s", cand.name, json.dumps(bench[cand.name]["1_thread"]))
         r.forget(cand.name)   # its detections: every interval of the candidate is computed
+    measure.resolve_gaps(r.rows, ctx.out, r.test, proto, ctx.cfg["intervals"]["resolution_draws"])
     summary = table.write(r.rows, ctx.out)
     metrics = {"rows": r.rows, "summary": summary, "benchmark": bench, "joint_vs_independent": joint,
                "int8_vs_fp32": vs_fp32, "selection": selection, "candidates": prov,

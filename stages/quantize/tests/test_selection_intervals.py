@@ -81,7 +81,7 @@ quantize:
   nncf: {enabled: false}
   joint: {epochs: 1, batch_size: 4, limit: 4}
   bench: {runs: 1, ort_calibration_images: 2}
-  intervals: {n_boot: 200}
+  intervals: {n_boot: 200, resolution_draws: 2}
 """
 
 
@@ -122,6 +122,41 @@ def test_selection_refuses_test_and_uses_val():
         methods.choose("pipeline", [*entries, {"row": {**entries[0]["row"], "sim_val": None}}])
     rec = methods.selection_record("pipeline", entries[1], entries)
     assert rec["selected_on"] == "val" and rec["val_ap"] == 0.7 and rec["test_ap"] == 0.5
+
+
+def test_dither_moves_a_fraction_by_one_grey_level():
+    from stages.quantize import measure
+    rng = np.random.default_rng(0)
+    x = np.full((4, 3, 64, 64), 0.5, np.float32)
+    d = measure.dither(x, 0.01, 1 / 255, rng) - x
+    moved = d != 0
+    assert 0.007 < moved.mean() < 0.013 and np.allclose(np.abs(d[moved]), 1 / 255)
+    assert measure.dither(np.zeros_like(x), 1.0, 1 / 255, rng).min() == 0     # kept inside the input range
+
+
+def test_ap_resolution_of_a_system_blind_to_its_input(tmp_path, tiny_pipe):
+    """AP again under one-grey-level moves: the inputs do move, and a system that ignores them has no spread."""
+    import torch
+    from shared.config import load_config
+    from shared.data import load_split
+    from shared.evaluation import Protocol
+    from stages.quantize import measure
+    split = load_split(_dataset(tmp_path / "d"), "test")
+    proto = Protocol.from_config(load_config("configs/smoke.yaml"))
+    seen = []
+
+    def blind(x):
+        seen.append(x.copy())
+        with torch.no_grad():
+            return [o.numpy() for o in tiny_pipe.detector(torch.zeros_like(torch.from_numpy(x)))]
+    plain = measure.evaluate(blind, "detector", split, proto)["ap"]
+    n = len(seen)                                                  # batches of one pass
+    res = measure.ap_resolution(blind, "detector", split, proto, draws=3)
+    assert len(res["aps"]) == 3 and res["aps"] == [plain] * 3 and res["sd"] == 0 and res["spread"] == 0
+    assert len(seen) == 4 * n
+    for k in range(n):           # each draw moved some values of each batch by the detector's grey level (1 in 0..255)
+        d = np.concatenate([(seen[n * j + k] - seen[k]).ravel() for j in (1, 2, 3)])
+        assert np.any(d != 0) and set(np.unique(d)) <= {-1.0, 0.0, 1.0}
 
 
 def test_folder_names_are_filesystem_safe():
@@ -194,6 +229,11 @@ def test_tiny_run_selects_on_val_and_reports_intervals(tmp_path, one_thread):
     gs = m["sim_onnx_ap_gap"]
     assert gs["files"] == len(det) and gs["max_abs"] == pytest.approx(max(abs(r["gap_ap"]["value"]) for r in det))
     assert sum(b["files"] for b in gs["by_model"].values()) == len(det)
+    for r in det:     # a file further than 0.5 point from its sim is measured again under invisible input changes
+        if abs(r["gap_ap"]["value"]) > gs["tol"] and (ctx.out / r["onnx_file"]).is_file():
+            res = r["ap_resolution"]
+            assert res["draws"] == 2 and len(res["aps"]) == 2 and res["spread"] == max(res["aps"]) - min(res["aps"])
+    assert len(gs["beyond"]) == sum("ap_resolution" in r for r in det)
     assert max(b["max_abs"] for b in gs["by_model"].values()) == pytest.approx(gs["max_abs"])
     header = (ctx.out / "results.csv").read_text().splitlines()[0].split(",")
     assert {"split", "sim_val_ap", "onnx_ap", "onnx_minus_sim_ap", "onnx_minus_sim_ap_lo"} <= set(header)
