@@ -137,12 +137,11 @@ def test_dither_moves_a_fraction_by_one_grey_level():
 def test_ap_resolution_of_a_system_blind_to_its_input(tmp_path, tiny_pipe):
     """AP again under one-grey-level moves: the inputs do move, and a system that ignores them has no spread."""
     import torch
-    from shared.config import load_config
     from shared.data import load_split
     from shared.evaluation import Protocol
     from stages.quantize import measure
     split = load_split(_dataset(tmp_path / "d"), "test")
-    proto = Protocol.from_config(load_config("configs/smoke.yaml"))
+    proto = Protocol(variant="1_noisy", batch=4)     # two batches of the 8 images
     seen = []
 
     def blind(x):
