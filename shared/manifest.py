@@ -62,13 +62,14 @@ def build(name: str, config: dict, section: dict, key: str, inputs: dict, env: d
     """The manifest of one stage output (the one place its layout is written: the stage's own run
     in ``shared.stage.main``, a host-side skip in ``host.driver.write_skip``)."""
     from shared.config import sha256_of
+    hashes = hash_files(out)
     return {
         "stage": name, "run": config["run"], "cache_key": key,
         "config": section, "config_hash": sha256_of(section), "config_source": config["_source"],
         "inputs": inputs, "seed": config["seed"], "env": env,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "wall_s": round(wall, 3), "metrics": result.get("metrics", {}), "skipped": result.get("skipped"),
-        "files": list_files(out), "hashes": hash_files(out), "content": content_hashes(out),
+        "files": list_files(out), "hashes": hashes, "content": content_hashes(out, hashes),
         "artifacts": sorted(artifacts, key=lambda r: r["file"]), "chains": chains or {},
     }
 
@@ -133,25 +134,28 @@ def _strip_volatile(obj):
     return obj
 
 
-def content_sha256(p: Path) -> str:
+def content_sha256(p: Path, sha256: str | None = None) -> str:
     """A file's digest for cache keys: a JSON document without its time and speed keys
-    (``VOLATILE_KEY``), canonically dumped; any other file (or JSON that does not parse) byte for byte."""
+    (``VOLATILE_KEY``), canonically dumped; any other file (or JSON that does not parse) byte for byte
+    (``sha256``, when the caller has it already)."""
     p = Path(p)
     if p.suffix == ".json":
         try:
             doc = json.loads(p.read_text())
         except (UnicodeDecodeError, json.JSONDecodeError):
-            return file_sha256(p)
+            return sha256 or file_sha256(p)
         blob = json.dumps(_strip_volatile(doc), sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
-    return file_sha256(p)
+    return sha256 or file_sha256(p)
 
 
-def content_hashes(root: Path) -> dict[str, str]:
+def content_hashes(root: Path, hashes: dict[str, str] | None = None) -> dict[str, str]:
     """Relative path -> :func:`content_sha256`, for every output under ``root`` but the manifest and
-    the run's records (``RECORD_FILES``): what downstream cache keys hash."""
+    the run's records (``RECORD_FILES``): what downstream cache keys hash. ``hashes`` (:func:`hash_files`
+    of the same ``root``) spares reading the non-JSON files a second time."""
     root = Path(root)
-    return {rel: content_sha256(root / rel) for rel in output_files(root) if not is_record(rel)}
+    hashes = hashes if hashes is not None else hash_files(root)
+    return {rel: content_sha256(root / rel, sha) for rel, sha in hashes.items() if not is_record(rel)}
 
 
 def require_manifest(run_dir: Path, stage: str, needed_by: str) -> dict:

@@ -32,30 +32,50 @@ def _const(name: str, inits: dict, consts: dict):
     return consts.get(name)
 
 
-def _off_scale(model):
-    """(node, bias input index, q, zero point, have scale, wanted scale) for every int32 bias DQ of a
-    fusable node whose scale is not ``x_scale * w_scale``; also returns how many int32 biases exist."""
+def _load(model_or_path):
+    """An ``onnx.ModelProto`` as given, or loaded (without external data) from a path."""
+    import onnx
+    return (onnx.load(str(model_or_path), load_external_data=False)
+            if isinstance(model_or_path, (str, Path)) else model_or_path)
+
+
+def _int32_bias_dqs(model):
+    """(node, bias input index, bias DQ node, int32 q, const, producer) for every fusable node whose bias is
+    a DequantizeLinear of an int32 constant; ``const(name)`` is an initializer's or Constant's value
+    (None otherwise), ``producer`` maps a tensor name to the node that makes it."""
     from onnx import numpy_helper
     g = model.graph
     inits = {t.name: t for t in g.initializer}
     consts = {n.output[0]: numpy_helper.to_array(a.t) for n in g.node if n.op_type == "Constant"
               for a in n.attribute if a.name == "value"}
     producer = {o: n for n in g.node for o in n.output}
-    found, n_biases = [], 0
+
+    def const(name):
+        return _const(name, inits, consts)
     for node in g.node:
         idx = FUSED_OPS.get(node.op_type)
         if idx is None or len(node.input) <= idx or not node.input[idx]:
             continue
-        dq_b, dq_x, dq_w = (producer.get(node.input[i]) for i in (idx, 0, 1))
-        if not all(d is not None and d.op_type == "DequantizeLinear" for d in (dq_b, dq_x, dq_w)):
+        dq = producer.get(node.input[idx])
+        if dq is None or dq.op_type != "DequantizeLinear":
             continue
-        q = _const(dq_b.input[0], inits, consts)
-        if q is None or q.dtype != np.int32:
+        q = const(dq.input[0])
+        if q is not None and q.dtype == np.int32:
+            yield node, idx, dq, q, const, producer
+
+
+def _off_scale(model):
+    """(node, bias input index, q, zero point, have scale, wanted scale) for every int32 bias DQ of a
+    fusable node whose scale is not ``x_scale * w_scale``; also returns how many int32 biases exist."""
+    found, n_biases = [], 0
+    for node, idx, dq_b, q, const, producer in _int32_bias_dqs(model):
+        dq_x, dq_w = (producer.get(node.input[i]) for i in (0, 1))
+        if not all(d is not None and d.op_type == "DequantizeLinear" for d in (dq_x, dq_w)):
             continue
         n_biases += 1
-        b_scale = _const(dq_b.input[1], inits, consts)
-        b_zp = _const(dq_b.input[2], inits, consts) if len(dq_b.input) > 2 and dq_b.input[2] else 0
-        x_scale, w_scale = (_const(d.input[1], inits, consts) for d in (dq_x, dq_w))
+        b_scale = const(dq_b.input[1])
+        b_zp = const(dq_b.input[2]) if len(dq_b.input) > 2 and dq_b.input[2] else 0
+        x_scale, w_scale = (const(d.input[1]) for d in (dq_x, dq_w))
         if b_scale is None or x_scale is None or w_scale is None or np.size(x_scale) != 1:
             continue
         want = (np.float32(x_scale.reshape(-1)[0]) * np.asarray(w_scale, np.float32).reshape(-1)).astype(np.float32)
@@ -70,28 +90,12 @@ def int32_biases(model_or_path) -> dict[str, np.ndarray]:
     """Node name -> the real bias a fusable node's int32 bias DQ gives, ``(q - zero_point) * scale`` in
     float32 as DequantizeLinear computes it: what the file adds, for putting into its simulation
     (``stages.quantize.file_bias``)."""
-    import onnx
-    from onnx import numpy_helper
-    model = (onnx.load(str(model_or_path), load_external_data=False)
-             if isinstance(model_or_path, (str, Path)) else model_or_path)
-    g = model.graph
-    inits = {t.name: t for t in g.initializer}
-    consts = {n.output[0]: numpy_helper.to_array(a.t) for n in g.node if n.op_type == "Constant"
-              for a in n.attribute if a.name == "value"}
-    producer = {o: n for n in g.node for o in n.output}
     out = {}
-    for node in g.node:
-        idx = FUSED_OPS.get(node.op_type)
-        if idx is None or len(node.input) <= idx or not node.input[idx]:
+    for node, _, dq, q, const, _ in _int32_bias_dqs(_load(model_or_path)):
+        scale = const(dq.input[1])
+        if scale is None:
             continue
-        dq = producer.get(node.input[idx])
-        if dq is None or dq.op_type != "DequantizeLinear":
-            continue
-        q = _const(dq.input[0], inits, consts)
-        scale = _const(dq.input[1], inits, consts)
-        if q is None or q.dtype != np.int32 or scale is None:
-            continue
-        zp = _const(dq.input[2], inits, consts) if len(dq.input) > 2 and dq.input[2] else 0
+        zp = const(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else 0
         out[node.name] = ((q.astype(np.float32) - np.asarray(zp, np.float32)) * np.asarray(scale, np.float32)
                           ).astype(np.float32)
     return out
@@ -99,10 +103,7 @@ def int32_biases(model_or_path) -> dict[str, np.ndarray]:
 
 def mismatched(model_or_path) -> int:
     """How many int32 biases of fusable nodes are not at ``x_scale * w_scale`` (0: fused kernels exact)."""
-    import onnx
-    model = (onnx.load(str(model_or_path), load_external_data=False)
-             if isinstance(model_or_path, (str, Path)) else model_or_path)
-    return len(_off_scale(model)[0])
+    return len(_off_scale(_load(model_or_path))[0])
 
 
 def canonicalize(model) -> dict:

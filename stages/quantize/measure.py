@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from shared import units
-from shared.evaluation import detect, evaluate_restoration
+from shared.evaluation import as_fn, detect, evaluate_restoration, ort_session
 from shared.metrics.detection import evaluate_detections
 
 KEYS = ("ap", "nme", "top_box_iou", "missed", "psnr", "ssim")
@@ -67,7 +67,6 @@ def ap_resolution(system, name: str, split, proto, draws: int, fraction: float =
     FP32 chain (the demo's moves by 0.01 point); an int8 chain re-draws its rounding and its AP moves
     by about a point, which is what two implementations of the same int8 graph can differ by
     (docs/decisions.md, session 12). {draws, fraction, aps, mean, sd, spread (max - min)}."""
-    from shared.evaluation import as_fn
     fn, rng = as_fn(system), np.random.default_rng(seed)
     step = units.input_range(name) / 255
     aps = np.asarray([evaluate(lambda x: fn(dither(x, fraction, step, rng)), name, split, proto)["ap"]
@@ -98,7 +97,7 @@ def gap_summary(rows: list[dict], tol: float = 0.005) -> dict:
     ``by_model``: files, largest gap and files over ``tol`` per unit (detector, pipeline); ``beyond``:
     each file over ``tol`` that has an ``ap_resolution`` (:func:`resolve_gaps`), with its gap, the AP's sd
     and spread under invisible input changes, and ``within_spread`` (|gap| <= that spread)."""
-    g = [(r, r["gap_ap"]) for r in rows if r.get("gap_ap") and r.get("bits") != "FP32"]
+    g = _gapped(rows)
     if not g:
         return {}
     half = sorted((x["hi"] - x["lo"]) / 2 for _, x in g)
@@ -122,9 +121,12 @@ def resolve_gaps(rows: list[dict], out, split, proto, draws: int, tol: float = 0
     """Adds ``ap_resolution`` (:func:`ap_resolution` of the ONNX file, ``draws`` passes) to every INT8
     detection row whose file is more than ``tol`` AP from its simulation: is that gap more than what the
     test split resolves of that file? ``draws`` 0: nothing."""
-    from shared.evaluation import ort_session
-    for r in rows:
-        g = r.get("gap_ap")
+    for r, g in _gapped(rows) if draws else []:
         f = out / str(r.get("onnx_file"))
-        if draws and g and r.get("bits") != "FP32" and abs(g["value"]) > tol and f.is_file():
+        if abs(g["value"]) > tol and f.is_file():
             r["ap_resolution"] = ap_resolution(ort_session(f), r["model"], split, proto, draws)
+
+
+def _gapped(rows: list[dict]) -> list[tuple[dict, dict]]:
+    """(row, its ``gap_ap``) of every INT8 row that has one (the detection units' files)."""
+    return [(r, r["gap_ap"]) for r in rows if r.get("gap_ap") and r.get("bits") != "FP32"]
