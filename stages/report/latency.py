@@ -1,6 +1,6 @@
 """Host latency in ONNX Runtime (CPU): per artifact, and the chain serial vs parallel.
 
-* ``time_artifact`` / ``time_rounds``: one ``InferenceSession`` per thread setting (``intra_op_num_threads``;
+* ``session_call`` / ``time_rounds``: one ``InferenceSession`` per file and thread setting (``intra_op_num_threads``;
   0 = every core this process may use), ``warmup`` untimed runs, then ``runs`` timed ones and
   at least ``min_seconds`` of them (``timed``) on one fixed input, in ``rounds`` passes over every
   file (the report times all files and both runtimes that way); median, p90 and mean in milliseconds.
@@ -84,16 +84,6 @@ def session_call(path: Path, input_range: float, threads: int):
     sess = session(path, threads)
     feed = probe_input(sess, input_range)
     return lambda: sess.run(None, feed)
-
-
-def time_artifact(path: Path, input_range: float, threads: list[int], warmup: int, runs: int,
-                  min_seconds: float = 0.0, rounds: int = 1) -> dict:
-    """{thread label: {median_ms, p90_ms, mean_ms, runs, threads}} for one ONNX file."""
-    calls = {thread_label(n): session_call(path, input_range, n) for n in threads}
-    out = time_rounds(calls, warmup, runs, min_seconds, rounds)
-    for n in threads:
-        out[thread_label(n)]["threads"] = n if n > 0 else host_cores()
-    return out
 
 
 class Step:

@@ -3,18 +3,19 @@ returns every frame in order with the serial chain's outputs."""
 import numpy as np
 
 from shared.timing import timed
-from stages.report.latency import chain_fps, make_chain, run_parallel, run_serial, time_artifact, time_rounds
+from stages.report.latency import chain_fps, make_chain, run_parallel, run_serial, session_call, thread_label, time_rounds
 
 from conftest import SIZE, build_model
 
 
-def test_time_artifact(tmp_path):
+def test_session_calls_timed_in_rounds(tmp_path):
+    """The report's path: one session per thread setting, every call timed in each pass."""
     p = build_model("yunet", tmp_path / "yunet.onnx")
-    r = time_artifact(p, 255.0, [1, 0], warmup=1, runs=6, rounds=2)
+    calls = {thread_label(n): session_call(p, 255.0, n) for n in (1, 0)}
+    r = time_rounds(calls, warmup=1, runs=6, min_seconds=0.0, rounds=2)
     assert set(r) == {"1", "all"}
     for v in r.values():
         assert 0 < v["median_ms"] <= v["p90_ms"] * 1.0001 < 1e4 and v["runs"] == 6 and len(v["rounds_ms"]) == 2
-    assert r["1"]["threads"] == 1 and r["all"]["threads"] >= 1
 
 
 def test_timed_runs_at_least_runs_and_min_seconds():
