@@ -113,8 +113,16 @@ def speed(results: dict, quantize: dict) -> list[str]:
         out.append(f"How far the test split resolves those {len(b)} files (stages/quantize/measure.ap_resolution: AP "
                    f"again with one grey level moved on 0.4 % of the input, invisible to the FP32 chain): "
                    + "; ".join(f"`{x['file']}` {100 * x['gap']:+.1f} against a spread of {100 * x['spread']:.1f} "
-                               f"(sd {100 * x['sd']:.1f})" for x in b)
+                               f"(sd {100 * x['sd']:.1f}" + _unfused(x) + ")" for x in b)
                    + f" points. {sum(x['within_spread'] for x in b)} of {len(b)} gaps are within their file's spread.")
+        unf = [x for x in b if x.get("unfused_gap") is not None]
+        if unf:
+            far = sum(abs(x["unfused_gap"]) > gs["tol"] for x in unf)
+            out.append(f"The same files in ONNX Runtime's unfused session (Q/DQ kept, float convs and adds: the file's "
+                       f"int8 semantics by construction): {far} of {len(unf)} are also more than "
+                       f"{100 * gs['tol']:.1f} point from their simulation; what parts the fused file from its sim "
+                       f"is then float rounding at a quantization step, which any two implementations differ in "
+                       f"(docs/decisions.md, session 13).")
     for cand, b in (qm.get("benchmark") or {}).items():
         fused = b.get("int8_fused_kernels_eval") or {}
         cpu = b.get("cpu") or {}
@@ -123,6 +131,11 @@ def speed(results: dict, quantize: dict) -> list[str]:
                        f"a default ONNX Runtime session (no `session.x64quantprecision`) scores AP "
                        f"{fused['fast']['ap']:.3f} on this CPU (VNNI: {'yes' if cpu.get('vnni') else 'no'}).")
     return out
+
+
+def _unfused(x: dict) -> str:
+    """``; unfused +1.0`` where a file beyond 0.5 point was also measured unfused."""
+    return "" if x.get("unfused_gap") is None else f"; unfused {100 * x['unfused_gap']:+.1f}"
 
 
 def _where_time_stays(results: dict) -> list[str]:

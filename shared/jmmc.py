@@ -151,8 +151,9 @@ def finetune(model: torch.nn.Module, split: Split, loss: Callable, cfg: dict, se
         row = {"epoch": epoch + 1, **{k: v / max(count, 1) for k, v in sums.items()},
                "images_per_s": n / (time.time() - t0)}
         history.append(row)
-        kd = "".join(f", {k[5:]} {row[k]:.4f}" for k in ("loss_kd", "loss_kd_img", "loss_kd_det") if k in row)
-        log.info("%s epoch %d: loss %.4f (det %.4f%s)", name, epoch + 1, row.get("loss", float("nan")),
-                 row.get("loss_det", float("nan")), kd)
+        terms = ", ".join(f"{k[5:]} {row[k]:.4f}" for k in ("loss_det", "loss_kd", "loss_kd_img", "loss_kd_det")
+                          if k in row)   # a loss without a term (a restoration net has no det) does not log it
+        log.info("%s epoch %d: loss %.4f%s", name, epoch + 1, row.get("loss", float("nan")),
+                 f" ({terms})" if terms else "")
     model.eval()
     return history

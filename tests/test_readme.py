@@ -130,7 +130,8 @@ def test_findings_quote_the_sim_vs_file_gap_intervals(tmp_path):
            "median_half_width": 0.012, "n_images": 96,
            "by_model": {"detector": {"files": 6, "max_abs": 0.001, "over_tol": 0},
                         "pipeline": {"files": 6, "max_abs": 0.019, "over_tol": 5}},
-           "beyond": [{"file": "c/pipeline/a.onnx", "gap": 0.011, "sd": 0.009, "spread": 0.019, "within_spread": True},
+           "beyond": [{"file": "c/pipeline/a.onnx", "gap": 0.011, "sd": 0.009, "spread": 0.019, "within_spread": True,
+                       "unfused_gap": 0.012},
                       {"file": "c/pipeline/b.onnx", "gap": -0.019, "sd": 0.004, "spread": 0.01, "within_spread": False}]}
     (run / "quantize" / "manifest.json").write_text(json.dumps({"metrics": {"max_sim_onnx_gap": 0.019,
                                                                             "sim_onnx_ap_gap": gap}}))
@@ -138,8 +139,9 @@ def test_findings_quote_the_sim_vs_file_gap_intervals(tmp_path):
     assert "on the 96 test images with its paired 95 % interval: 5 of 12 files differ by more than 0.5 point" in md
     assert "(largest 1.9); the intervals' median half-width is 1.2 points; 1 exclude 0 (`c/detector/ptq:none`)" in md
     assert "detector: 0 of 6 over 0.5 point (largest 0.1). pipeline: 5 of 6 over 0.5 point (largest 1.9)." in md
-    assert ("`c/pipeline/a.onnx` +1.1 against a spread of 1.9 (sd 0.9); `c/pipeline/b.onnx` -1.9 against a spread "
-            "of 1.0 (sd 0.4) points. 1 of 2 gaps are within their file's spread.") in md
+    assert ("`c/pipeline/a.onnx` +1.1 against a spread of 1.9 (sd 0.9; unfused +1.2); `c/pipeline/b.onnx` -1.9 "
+            "against a spread of 1.0 (sd 0.4) points. 1 of 2 gaps are within their file's spread.") in md
+    assert "unfused session (Q/DQ kept, float convs and adds: the file's int8 semantics by construction): 1 of 1 are also" in md
 
 
 def test_findings_say_where_the_pruned_chains_time_stays(tmp_path):

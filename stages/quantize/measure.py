@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from shared import units
-from shared.evaluation import as_fn, detect, evaluate_restoration, ort_session
+from shared.evaluation import accuracy_mode, as_fn, detect, evaluate_restoration, ort_session
 from shared.metrics.detection import evaluate_detections
 
 KEYS = ("ap", "nme", "top_box_iou", "missed", "psnr", "ssim")
@@ -96,7 +96,8 @@ def gap_summary(rows: list[dict], tol: float = 0.005) -> dict:
     interval that excludes 0 (a gap the test split resolves), and the intervals' median half-width;
     ``by_model``: files, largest gap and files over ``tol`` per unit (detector, pipeline); ``beyond``:
     each file over ``tol`` that has an ``ap_resolution`` (:func:`resolve_gaps`), with its gap, the AP's sd
-    and spread under invisible input changes, and ``within_spread`` (|gap| <= that spread)."""
+    and spread under invisible input changes, ``within_spread`` (|gap| <= that spread) and ``unfused_gap``
+    (the file's unfused session minus the sim; None where the file was measured unfused)."""
     g = _gapped(rows)
     if not g:
         return {}
@@ -113,18 +114,28 @@ def gap_summary(rows: list[dict], tol: float = 0.005) -> dict:
             "median_half_width": half[len(half) // 2], "n_images": g[0][1]["n_images"], "by_model": by,
             "beyond": [{"file": r["onnx_file"], "gap": x["value"], "sd": r["ap_resolution"]["sd"],
                         "spread": r["ap_resolution"]["spread"],
-                        "within_spread": abs(x["value"]) <= r["ap_resolution"]["spread"]}
+                        "within_spread": abs(x["value"]) <= r["ap_resolution"]["spread"],
+                        "unfused_gap": (r.get("ap_unfused") or {}).get("gap")}
                        for r, x in g if abs(x["value"]) > tol and r.get("ap_resolution")]}
 
 
 def resolve_gaps(rows: list[dict], out, split, proto, draws: int, tol: float = 0.005) -> None:
-    """Adds ``ap_resolution`` (:func:`ap_resolution` of the ONNX file, ``draws`` passes) to every INT8
-    detection row whose file is more than ``tol`` AP from its simulation: is that gap more than what the
-    test split resolves of that file? ``draws`` 0: nothing."""
+    """For every INT8 detection row whose file is more than ``tol`` AP from its simulation: is that gap
+    more than the test split resolves of that file, and more than the file's own unfused session gives?
+
+    * ``ap_resolution``: :func:`ap_resolution` of the ONNX file, ``draws`` passes;
+    * ``ap_unfused``: {ap, gap}: the file in the ``reference`` session (Q/DQ kept, float convs and adds:
+      the file's int8 semantics by construction, what the fused kernels must match) and its gap to the
+      sim; only for files measured fused (``accuracy_mode`` ``exact``): the others are measured unfused.
+
+    ``draws`` 0: nothing."""
     for r, g in _gapped(rows) if draws else []:
         f = out / str(r.get("onnx_file"))
         if abs(g["value"]) > tol and f.is_file():
             r["ap_resolution"] = ap_resolution(ort_session(f), r["model"], split, proto, draws)
+            if accuracy_mode(f) == "exact":
+                ap = evaluate(ort_session(f, "reference"), r["model"], split, proto)["ap"]
+                r["ap_unfused"] = {"ap": ap, "gap": ap - r["sim"]["ap"]}
 
 
 def _gapped(rows: list[dict]) -> list[tuple[dict, dict]]:

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from shared.evaluation import accuracy_mode
 from shared.manifest import MissingInput
 from shared.selection import SelectionError
 from stages.quantize import methods, steps
@@ -158,6 +159,28 @@ def test_ap_resolution_of_a_system_blind_to_its_input(tmp_path, tiny_pipe):
         assert np.any(d != 0) and set(np.unique(d)) <= {-1.0, 0.0, 1.0}
 
 
+def test_resolve_gaps_measures_only_the_far_files_and_their_unfused_session(tmp_path, tiny_pipe):
+    """A file over 0.5 point from its sim gets its AP resolution and its unfused session's AP (the
+    yardstick the fused kernels are held to); a file within 0.5 point is left as it was."""
+    import torch
+    from shared.data import load_split
+    from shared.evaluation import Protocol, ort_session
+    from stages.quantize import measure, onnx_io
+    split = load_split(_dataset(tmp_path / "d"), "test")
+    proto = Protocol(variant="1_noisy", batch=4)
+    f = onnx_io.export_fp32(tiny_pipe.detector.eval(), "detector", torch.zeros(1, 3, 32, 32), tmp_path / "det.onnx", 13)
+    gap = {"lo": -0.02, "hi": 0.04, "n_images": 8}
+    far = {"candidate": "c", "model": "detector", "method": "ptq:none", "bits": "W8A8", "onnx_file": f.name,
+           "sim": {"ap": 0.3}, "gap_ap": {**gap, "value": 0.01}}
+    near = {**far, "method": "ptq:x", "gap_ap": {**gap, "value": 0.004}}
+    measure.resolve_gaps([far, near], tmp_path, split, proto, draws=2)
+    ref = measure.evaluate(ort_session(f, "reference"), "detector", split, proto)["ap"]
+    assert far["ap_unfused"] == {"ap": ref, "gap": ref - 0.3} and len(far["ap_resolution"]["aps"]) == 2
+    assert "ap_unfused" not in near and "ap_resolution" not in near
+    (b,) = measure.gap_summary([far, near])["beyond"]
+    assert b["file"] == f.name and b["unfused_gap"] == ref - 0.3 and b["gap"] == 0.01
+
+
 def test_folder_names_are_filesystem_safe():
     assert methods.folder_name("train-fp32") == "train-fp32"
     a, b = methods.folder_name("prune-joint/ratio 0.5"), methods.folder_name("prune-joint ratio/0.5")
@@ -232,7 +255,12 @@ def test_tiny_run_selects_on_val_and_reports_intervals(tmp_path, one_thread):
         if abs(r["gap_ap"]["value"]) > gs["tol"] and (ctx.out / r["onnx_file"]).is_file():
             res = r["ap_resolution"]
             assert res["draws"] == 2 and len(res["aps"]) == 2 and res["spread"] == max(res["aps"]) - min(res["aps"])
+            if accuracy_mode(ctx.out / r["onnx_file"]) == "exact":   # and in its unfused session, the yardstick
+                u = r["ap_unfused"]
+                assert 0 <= u["ap"] <= 1 and u["gap"] == pytest.approx(u["ap"] - r["sim"]["ap"])
     assert len(gs["beyond"]) == sum("ap_resolution" in r for r in det)
+    assert all(b["unfused_gap"] == (next(r for r in det if r["onnx_file"] == b["file"]).get("ap_unfused") or {}).get("gap")
+               for b in gs["beyond"])
     assert max(b["max_abs"] for b in gs["by_model"].values()) == pytest.approx(gs["max_abs"])
     header = (ctx.out / "results.csv").read_text().splitlines()[0].split(",")
     assert {"split", "sim_val_ap", "onnx_ap", "onnx_minus_sim_ap", "onnx_minus_sim_ap_lo"} <= set(header)
