@@ -60,11 +60,20 @@ def chain(images: dict, image: str) -> list[str]:
     return out
 
 
-def _hash_path(h, rel: str) -> None:
+def computes(path: Path) -> bool:
+    """Does a file an image copies take part in what its stage computes? Not its docs (``*.md``) nor its
+    tests (under a ``tests/`` folder): editing a stage's README or tests rebuilds the image but leaves
+    its runs current (:func:`fingerprint` ``computes_only``)."""
+    return path.suffix != ".md" and "tests" not in path.parts
+
+
+def _hash_path(h, rel: str, computes_only: bool = False) -> None:
     p = REPO / rel
     files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
     for f in files:
         if "__pycache__" in f.parts or f.suffix == ".pyc":
+            continue
+        if computes_only and not computes(f.relative_to(REPO)):
             continue
         h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
 
@@ -82,19 +91,22 @@ def wheels_digest(patterns: list[str], wheelhouse: Path | None = None) -> str:
     return h.hexdigest()[:16]
 
 
-def fingerprint(images: dict, image: str, os_images: dict[str, str] | None = None) -> str:
+def fingerprint(images: dict, image: str, os_images: dict[str, str] | None = None, computes_only: bool = False) -> str:
+    """A digest of what builds ``image`` (its parents', its base, Dockerfile, requirements, copied code,
+    login-gated wheels): the image's label, which decides a rebuild. ``computes_only``: without the
+    copied docs and tests (:func:`computes`): the environment id a stage's runs are cached under."""
     os_images = os_images or DEFAULT_OS
     h = hashlib.sha256()
     spec = images[image]
     if "parent" in spec:
-        h.update(fingerprint(images, spec["parent"], os_images).encode())
+        h.update(fingerprint(images, spec["parent"], os_images, computes_only).encode())
     elif "base" in spec:
         h.update(f"base={spec['base']}".encode())
     else:
         h.update(f"os={os_images[spec['os']]}".encode())
     for rel in [spec["dockerfile"], spec.get("requirements")] + list(spec.get("code", [])):
         if rel:
-            _hash_path(h, rel)
+            _hash_path(h, rel, computes_only)
     if spec.get("wheels"):
         h.update(f"wheels={wheels_digest(spec['wheels'])}".encode())
     return h.hexdigest()[:16]

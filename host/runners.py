@@ -67,7 +67,7 @@ class DockerRunner:
         self.os_images = os_images
 
     def env_id(self, image: str) -> str:
-        return f"docker:{img.fingerprint(self.images, image, self.os_images)}"
+        return f"docker:{img.fingerprint(self.images, image, self.os_images, computes_only=True)}"
 
     def prepare(self, image: str, env: dict, force: bool = False) -> None:
         img.build(self.images, image, env, force)
@@ -109,7 +109,7 @@ class LocalRunner:
         h = hashlib.sha256(sys.version.encode())
         for f in img.requirement_files(self.images, image):
             h.update(f.read_bytes())
-        h.update(img.fingerprint(self.images, image).encode())
+        h.update(img.fingerprint(self.images, image, computes_only=True).encode())
         return f"local:{h.hexdigest()[:16]}"
 
     def venv_dir(self, image: str) -> Path:

@@ -1,5 +1,6 @@
 """docker/images.yaml, compose.yaml and the fingerprints agree."""
 import shutil
+from pathlib import Path
 
 import yaml
 
@@ -49,6 +50,29 @@ def test_fingerprint_follows_code_and_parents(tmp_path, monkeypatch):
     (repo / "stages" / "dataset" / "schema.yaml").write_text("# changed\n")
     assert img.fingerprint(images, "dataset") != b
     assert img.fingerprint(images, "py-light") == img.fingerprint(images, "py-light")
+
+
+def test_docs_and_tests_rebuild_the_image_but_leave_its_runs_current(tmp_path, monkeypatch):
+    """A stage's README or tests are copied (the label changes: rebuild) but compute nothing (the
+    environment id its runs are cached under stays); its code changes both."""
+    images = img.load_images()
+    repo = tmp_path / "repo"
+    for d in ("docker", "shared", "stages", "configs"):
+        shutil.copytree(REPO / d, repo / d)
+    monkeypatch.setattr(img, "REPO", repo)
+
+    def ids():
+        return img.fingerprint(images, "quantize"), img.fingerprint(images, "quantize", computes_only=True)
+    label, env = ids()
+    assert label != env
+    (repo / "stages" / "quantize" / "README.md").write_text("# edited\n")
+    (repo / "stages" / "quantize" / "tests" / "test_new.py").write_text("def test_x():\n    pass\n")
+    (repo / "shared" / "tests" / "note.md").write_text("x\n")
+    label2, env2 = ids()
+    assert label2 != label and env2 == env
+    (repo / "stages" / "quantize" / "measure.py").write_text("# changed\n")
+    assert ids()[1] != env
+    assert img.computes(Path("stages/quantize/steps.py")) and not img.computes(Path("stages/quantize/tests/conftest.py"))
 
 
 def test_pip_install_script_keeps_the_ca_out_of_layers():
