@@ -120,9 +120,9 @@ def speed(results: dict, quantize: dict) -> list[str]:
             far = sum(abs(x["unfused_gap"]) > gs["tol"] for x in unf)
             out.append(f"The same files in ONNX Runtime's unfused session (Q/DQ kept, float convs and adds: the file's "
                        f"int8 semantics by construction): {far} of {len(unf)} are also more than "
-                       f"{100 * gs['tol']:.1f} point from their simulation; what parts the fused file from its sim "
-                       f"is then float rounding at a quantization step, which any two implementations differ in "
-                       f"(docs/decisions.md, session 13).")
+                       f"{100 * gs['tol']:.1f} point from their simulation (each file's unfused gap is in the line "
+                       f"above; these files were picked for a large fused gap; every file both ways: "
+                       f"tools/sim_gap_modes.py, docs/decisions.md, session 13).")
     for cand, b in (qm.get("benchmark") or {}).items():
         fused = b.get("int8_fused_kernels_eval") or {}
         cpu = b.get("cpu") or {}
