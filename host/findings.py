@@ -123,6 +123,7 @@ def speed(results: dict, quantize: dict) -> list[str]:
                        f"{100 * gs['tol']:.1f} point from their simulation (each file's unfused gap is in the line "
                        f"above; these files were picked for a large fused gap; every file both ways: "
                        f"tools/sim_gap_modes.py, docs/decisions.md, session 13).")
+    out += _kernel_sim(gs)
     for cand, b in (qm.get("benchmark") or {}).items():
         fused = b.get("int8_fused_kernels_eval") or {}
         cpu = b.get("cpu") or {}
@@ -131,6 +132,28 @@ def speed(results: dict, quantize: dict) -> list[str]:
                        f"a default ONNX Runtime session (no `session.x64quantprecision`) scores AP "
                        f"{fused['fast']['ap']:.3f} on this CPU (VNNI: {'yes' if cpu.get('vnni') else 'no'}).")
     return out
+
+
+def _kernel_sim(gs: dict) -> list[str]:
+    """The files against the AIMET simulation computing with ONNX Runtime's int8 kernels (ort_kernels)."""
+    k = gs.get("ort_kernels") or {}
+    if not k.get("files"):
+        return []
+    rest = [x for x in k["per_file"] if not x["exact"]]
+    left = sorted({op for x in rest for op in x["float_ops"] if op != "Sigmoid"})
+    exact = (f"the {k['exact_files']} it covers exactly (every op the file runs in int8 emulated: only the score "
+             f"heads' Sigmoids stay torch's) are within {100 * k['max_abs_exact']:.2f} point of their file"
+             if k["exact_files"] else "it covers no file exactly")
+    return [f"**The AIMET simulation computing with ONNX Runtime's kernels** (stages/quantize/ort_kernels.py: AIMET's "
+            f"`set_kernel` with MLAS's QLinearConv requantisation, AVX2 QLinearAdd and float ConvTranspose order, every "
+            f"parameter read from the file) measured against {k['files']} INT8 detection files: {exact}; "
+            + (f"the other {len(rest)} keep float ops ONNX Runtime runs in its own order ({', '.join(left)}), "
+               f"largest gap {100 * max(abs(x['gap']) for x in rest):.1f} point "
+               f"({', '.join(_file_gap(x) for x in rest)})." if rest else "that is every file.")]
+
+
+def _file_gap(x: dict) -> str:
+    return f"`{x['file']}` {100 * x['gap']:+.1f}"
 
 
 def _unfused(x: dict) -> str:

@@ -132,7 +132,13 @@ def test_findings_quote_the_sim_vs_file_gap_intervals(tmp_path):
                         "pipeline": {"files": 6, "max_abs": 0.019, "over_tol": 5}},
            "beyond": [{"file": "c/pipeline/a.onnx", "gap": 0.011, "sd": 0.009, "spread": 0.019, "within_spread": True,
                        "unfused_gap": 0.012},
-                      {"file": "c/pipeline/b.onnx", "gap": -0.019, "sd": 0.004, "spread": 0.01, "within_spread": False}]}
+                      {"file": "c/pipeline/b.onnx", "gap": -0.019, "sd": 0.004, "spread": 0.01, "within_spread": False}],
+           "ort_kernels": {"files": 3, "exact_files": 2, "max_abs": 0.012, "max_abs_exact": 0.0001, "over_tol": 1,
+                           "per_file": [{"file": "c/pipeline/a.onnx", "gap": 0.0001, "exact": True, "float_ops": {}},
+                                        {"file": "c/pipeline/n.onnx", "gap": -0.012, "exact": False,
+                                         "float_ops": {"BatchNormalization": 18, "Conv": 18, "Sigmoid": 6}},
+                                        {"file": "c/detector/d.onnx", "gap": 0.0, "exact": True,
+                                         "float_ops": {"Sigmoid": 6}}]}}
     (run / "quantize" / "manifest.json").write_text(json.dumps({"metrics": {"max_sim_onnx_gap": 0.019,
                                                                             "sim_onnx_ap_gap": gap}}))
     md = findings.markdown(run)
@@ -142,6 +148,10 @@ def test_findings_quote_the_sim_vs_file_gap_intervals(tmp_path):
     assert ("`c/pipeline/a.onnx` +1.1 against a spread of 1.9 (sd 0.9; unfused +1.2); `c/pipeline/b.onnx` -1.9 "
             "against a spread of 1.0 (sd 0.4) points. 1 of 2 gaps are within their file's spread.") in md
     assert "unfused session (Q/DQ kept, float convs and adds: the file's int8 semantics by construction): 1 of 1 are also" in md
+    assert ("measured against 3 INT8 detection files: the 2 it covers exactly (every op the file runs in int8 emulated: "
+            "only the score heads' Sigmoids stay torch's) are within 0.01 point of their file; the other 1 keep float "
+            "ops ONNX Runtime runs in its own order (BatchNormalization, Conv), largest gap 1.2 point "
+            "(`c/pipeline/n.onnx` -1.2).") in md
 
 
 def test_findings_say_where_the_pruned_chains_time_stays(tmp_path):

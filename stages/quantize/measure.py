@@ -96,8 +96,10 @@ def gap_summary(rows: list[dict], tol: float = 0.005) -> dict:
     interval that excludes 0 (a gap the test split resolves), and the intervals' median half-width;
     ``by_model``: files, largest gap and files over ``tol`` per unit (detector, pipeline); ``beyond``:
     each file over ``tol`` that has an ``ap_resolution`` (:func:`resolve_gaps`), with its gap, the AP's sd
-    and spread under invisible input changes, ``within_spread`` (|gap| <= that spread) and ``unfused_gap``
-    (the file's unfused session minus the sim; None where the file was measured unfused)."""
+    and spread under invisible input changes, ``within_spread`` (|gap| <= that spread), ``unfused_gap``
+    (the file's unfused session minus the sim; None where the file was measured unfused) and
+    ``ort_kernel_gap`` (the file minus the sim computing with ONNX Runtime's kernels, None where not
+    measured); ``ort_kernels``: :func:`kernel_summary`."""
     g = _gapped(rows)
     if not g:
         return {}
@@ -115,8 +117,26 @@ def gap_summary(rows: list[dict], tol: float = 0.005) -> dict:
             "beyond": [{"file": r["onnx_file"], "gap": x["value"], "sd": r["ap_resolution"]["sd"],
                         "spread": r["ap_resolution"]["spread"],
                         "within_spread": abs(x["value"]) <= r["ap_resolution"]["spread"],
-                        "unfused_gap": (r.get("ap_unfused") or {}).get("gap")}
-                       for r, x in g if abs(x["value"]) > tol and r.get("ap_resolution")]}
+                        "unfused_gap": (r.get("ap_unfused") or {}).get("gap"),
+                        "ort_kernel_gap": ((r.get("sim_ort") or {}).get("gap_ap") or {}).get("value")}
+                       for r, x in g if abs(x["value"]) > tol and r.get("ap_resolution")],
+            "ort_kernels": kernel_summary(rows, tol)}
+
+
+def kernel_summary(rows: list[dict], tol: float = 0.005) -> dict:
+    """Over the INT8 rows measured against the simulation computing with ONNX Runtime's kernels
+    (``sim_ort``, stages/quantize/ort_kernels.py): files, how many the kernels cover exactly (no float op
+    left but the score heads' Sigmoids), the largest |file - that sim| AP gap over all and over the exact
+    ones, files over ``tol``, and each file's gap, exactness and float ops left."""
+    g = [(r, r["sim_ort"]) for r in rows if r.get("sim_ort") and r.get("bits") != "FP32"]
+    if not g:
+        return {}
+    exact = [abs(t["gap_ap"]["value"]) for _, t in g if t["coverage"]["exact"]]
+    return {"files": len(g), "exact_files": len(exact), "max_abs": max(abs(t["gap_ap"]["value"]) for _, t in g),
+            "max_abs_exact": max(exact) if exact else None,
+            "over_tol": sum(abs(t["gap_ap"]["value"]) > tol for _, t in g),
+            "per_file": [{"file": r["onnx_file"], "gap": t["gap_ap"]["value"], "exact": t["coverage"]["exact"],
+                          "float_ops": t["coverage"]["float_ops"]} for r, t in g]}
 
 
 def resolve_gaps(rows: list[dict], out, split, proto, draws: int, tol: float = 0.005) -> None:

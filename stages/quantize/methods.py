@@ -28,10 +28,11 @@ from shared import calibration, units
 from shared.artifacts import METRIC_KEYS, onnx_precision
 from shared.data import load_split
 from shared.manifest import MissingInput
-from shared.evaluation import ort_session   # accuracy_mode: exact (fused) unless a bias is off scale
+from shared.evaluation import accuracy_mode, ort_session   # exact (fused) unless a bias is off scale
 from shared.selection import SelectionError, check_selection_split, pick_best
 from stages.quantize import measure, onnx_io
 from stages.quantize.file_bias import file_biases
+from stages.quantize.ort_kernels import target_kernels
 
 log = logging.getLogger("stages.quantize")
 GAP_WARN = 0.02
@@ -79,6 +80,18 @@ class Runner:
         return {"a": "onnx", "b": "sim", **measure.ap_diff(onnx_dets, sim_dets, self.test, self.proto, self.n_boot,
                                                            self.seed)}
 
+    def target_sim(self, name: str, module, sim, onnx_path: Path, onnx_dets) -> dict | None:
+        """The AIMET simulation measured again with ONNX Runtime's int8 kernels (``ort_kernels``) on the test
+        split: {"metrics", "coverage", "gap_ap" (file minus it, paired interval)}; for the detection units
+        of AIMET sims whose file is measured fused (``exact``), else None. Reported only: choices stay
+        on the float simulation on val."""
+        if sim is None or name not in measure.DETECTION or accuracy_mode(onnx_path) != "exact":
+            return None
+        with file_biases(module, onnx_path), target_kernels(module, onnx_path) as cover:
+            m, _, dets = self.measure(module, name, selectable=False)
+        return {"metrics": m, "coverage": cover, "gap_ap": {"a": "onnx", "b": "sim_ort", **measure.ap_diff(
+            onnx_dets, dets, self.test, self.proto, self.n_boot, self.seed)}}
+
     def add(self, row: dict, sim_dets=None, onnx_dets=None) -> dict:
         """Append a row (tagged with the split of its sim/onnx figures); keep its test detections."""
         row.setdefault("split", REPORTED)
@@ -125,11 +138,12 @@ class Runner:
         with file_biases(module, onnx_path) as info["sim_biases"]:
             sim_m, sim_val, sim_dets = self.measure(module, name)
         onnx_m, _, onnx_dets = self.measure(ort_session(onnx_path), name, selectable=False)
+        target = self.target_sim(name, module, sim, onnx_path, onnx_dets)
         gap = measure.gap(sim_m, onnx_m)
         mg = measure.max_gap(gap)
         row = {"candidate": cand, "model": name, "method": method, "bits": bits, "seed": seed,
                "split": REPORTED, "sim": sim_m, "onnx": onnx_m, "sim_val": sim_val, "gap": gap, "max_gap": mg,
-               "gap_ap": self.gap_interval(name, sim_dets, onnx_dets),
+               "gap_ap": self.gap_interval(name, sim_dets, onnx_dets), **({"sim_ort": target} if target else {}),
                "int8_bytes": info.get("weight_bytes"), "fp32_bytes": fp32_bytes,
                "onnx_file": str(onnx_path.relative_to(self.out)), "export": info,
                "seconds": round(time.time() - t0, 1), **(extra or {})}

@@ -262,6 +262,16 @@ def test_tiny_run_selects_on_val_and_reports_intervals(tmp_path, one_thread):
     assert all(b["unfused_gap"] == (next(r for r in det if r["onnx_file"] == b["file"]).get("ap_unfused") or {}).get("gap")
                for b in gs["beyond"])
     assert max(b["max_abs"] for b in gs["by_model"].values()) == pytest.approx(gs["max_abs"])
+    ported = [r for r in det if "sim_ort" in r]     # AIMET files measured fused: against the sim on ORT's kernels
+    assert ported and all(not r["method"].startswith("nncf") for r in ported)
+    for r in ported:
+        t = r["sim_ort"]
+        assert t["gap_ap"]["value"] == pytest.approx(r["onnx"]["ap"] - t["metrics"]["ap"])
+        assert t["coverage"]["qlinear_conv"] > 0 and isinstance(t["coverage"]["exact"], bool)
+        if t["coverage"]["exact"]:                  # every op the file runs in int8, emulated: the same AP
+            assert abs(t["gap_ap"]["value"]) < 1e-9
+    k = gs["ort_kernels"]
+    assert k["files"] == len(ported) and k["exact_files"] == sum(r["sim_ort"]["coverage"]["exact"] for r in ported)
     header = (ctx.out / "results.csv").read_text().splitlines()[0].split(",")
     assert {"split", "sim_val_ap", "onnx_ap", "onnx_minus_sim_ap", "onnx_minus_sim_ap_lo"} <= set(header)
     _check_artifacts(ctx, rows, cand)

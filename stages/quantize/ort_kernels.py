@@ -1,0 +1,245 @@
+"""The AIMET simulation computing with ONNX Runtime's x86 int8 kernels: what a fused INT8 file computes.
+
+AIMET's QuantSim computes each quantized op in float (dequantize, float op, quantize); ONNX Runtime's
+fused kernels compute in integers and round in their own order. The two part by one step on a few
+values per layer (ties rounded differently), and a three-net int8 cascade spreads such steps: on the
+demo's pruned JMMC chain the simulation and its file differ in most head outputs and by about a point
+of AP, in either direction, as the same simulation does between 1 and 2 torch threads
+(docs/decisions.md, session 14).
+
+AIMET v2 lets a quantized module compute with a kernel of its own (``set_kernel``: "e.g. to simulate
+a target's integer arithmetic"). :func:`target_kernels` gives the sim's modules, for a ``with``
+block, the arithmetic ONNX Runtime 1.23 uses for the exported file in ``shared.ort_runtime``'s
+``exact`` session (``ORT_ENABLE_ALL`` + x64 quantisation precision), every parameter read from the file:
+
+* **QLinearConv** (a Conv between DequantizeLinear and QuantizeLinear, a ReLU between allowed): the
+  int32 accumulator of ``(x_q - x_zp) * (w_q - w_zp)`` plus the int32 bias, converted to float32,
+  times ``float32(x_s * w_s / y_s)``, rounded half to even, saturated (MLAS ``MlasRequantizeOutput``);
+* **ConvTranspose** 2x2 stride 2, which ONNX Runtime 1.23 runs in float: float32 FMAs over the input
+  channels in order (MLAS SGEMM; no output overlaps at stride 2), plus the bias, QuantizeLinear;
+* **QLinearAdd** (an Add of two DequantizeLinear outputs feeding one QuantizeLinear, a ReLU that ONNX
+  Runtime drops allowed): MLAS's AVX2 kernel, ``fma(a, s_a/s_c, fma(b, s_b/s_c, z_c - (s_a/s_c * z_a +
+  s_b/s_c * z_b)))`` on the stored values, rounded half to even, saturated.
+
+Float adds, ReLU, MaxPool, Resize (nearest) and the copies give the same bits either way. What stays
+the simulation's own float arithmetic is counted in ``coverage["float_ops"]``: a Conv that feeds a
+float BatchNormalization (cells that do not fold BN), the BatchNormalization, and the Sigmoids of the
+detector's score heads (torch's vs MLAS's logistic: about 1e-7 apart). A file with none but those
+Sigmoids gives the simulation's outputs bit for bit (``coverage["exact"]``).
+"""
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.overrides import TorchFunctionMode
+
+from stages.quantize.file_bias import module_path
+
+SAME_BITS = {"QuantizeLinear", "DequantizeLinear", "Relu", "MaxPool", "Resize", "Reshape", "Transpose", "Identity",
+             "Constant", "Concat", "Flatten", "Add", "Mul"}   # float Add / Mul: one IEEE op, alike in both
+
+
+def _graph(path: Path):
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.load(str(path))
+    consts = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    consts.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in m.graph.node
+                   if n.op_type == "Constant" and n.attribute})
+    producer = {o: n for n in m.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in m.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    return m, consts, producer, consumers
+
+
+def _qparams(node, consts):
+    """(scale float32, zero point int array, stored dtype) of a Q/DQ node."""
+    s = np.asarray(consts[node.input[1]], np.float32)
+    z = consts[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros(s.shape, np.uint8)
+    return s, np.asarray(z), np.asarray(z).dtype
+
+
+def _output_q(node, consumers, consts):
+    """The QuantizeLinear a node feeds alone (through a ReLU that ONNX Runtime drops: zero point at the type's
+    minimum), else None."""
+    nxt = consumers.get(node.output[0], [])
+    if len(nxt) == 1 and nxt[0].op_type == "Relu":
+        nxt = consumers.get(nxt[0].output[0], [])
+        if len(nxt) == 1 and nxt[0].op_type == "QuantizeLinear":
+            _, z, dt = _qparams(nxt[0], consts)
+            return nxt[0] if int(z) == np.iinfo(dt).min else None
+        return None
+    return nxt[0] if len(nxt) == 1 and nxt[0].op_type == "QuantizeLinear" else None
+
+
+def _dq(name, producer):
+    n = producer.get(name)
+    return n if n is not None and n.op_type == "DequantizeLinear" else None
+
+
+def _requantize(y: torch.Tensor, scale: torch.Tensor, zp: int, dt) -> torch.Tensor:
+    """MLAS requantisation of float32 ``y`` already divided or multiplied into output steps: round half to
+    even, add the zero point, saturate; returned dequantized (what the next DequantizeLinear gives)."""
+    info = np.iinfo(dt)
+    q = torch.clamp(torch.round(y) + zp, info.min, info.max)
+    return ((q - zp) * scale).float()
+
+
+def _fma32(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """float32 fused multiply-add (the product of two float32 is exact in float64)."""
+    return (a.double() * b.double() + c.double()).float()
+
+
+def _plain(x) -> torch.Tensor:
+    x = x.dequantize() if hasattr(x, "dequantize") else x
+    return x.as_subclass(torch.Tensor)
+
+
+def conv_kernel(p: dict):
+    """QLinearConv: the int32 accumulator (exact in float64) plus the int32 bias, times the float32 multiplier."""
+    w = torch.from_numpy(p["w"]); b = torch.from_numpy(p["b"])
+    mult, ys = torch.from_numpy(p["mult"]).view(1, -1, 1, 1), torch.tensor(p["ys"])
+
+    def kernel(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, output_encodings=None):
+        xi = torch.round(_plain(input).double() / p["xs"])                   # x_q - x_zp
+        acc = torch.nn.functional.conv2d(xi, w, b, stride, padding, dilation, groups)
+        return _requantize(acc.float() * mult, ys, p["yz"], p["dt"])
+    return kernel
+
+
+def conv_transpose_kernel(p: dict):
+    """ConvTranspose 2x2 stride 2 in float32 as MLAS runs it: FMAs over the input channels in order, + bias, Q."""
+    w, b, ys = torch.from_numpy(p["w"]), torch.from_numpy(p["b"]), torch.tensor(p["ys"])
+
+    def kernel(input, weight, bias=None, stride=2, padding=0, output_padding=0, groups=1, dilation=1,
+               output_encodings=None):
+        x = _plain(input).float()
+        n, cin, h, wd = x.shape
+        cout = w.shape[1]
+        acc = torch.zeros(n, cout, h, 2, wd, 2)
+        for ci in range(cin):
+            acc = _fma32(x[:, ci][:, None, :, None, :, None], w[ci].view(1, cout, 2, 2)[:, :, None, :, None, :], acc)
+        y = acc.reshape(n, cout, 2 * h, 2 * wd) + b.view(1, -1, 1, 1)
+        return _requantize(y / ys, ys, p["yz"], p["dt"])
+    return kernel
+
+
+def qlinear_add(a: torch.Tensor, b: torch.Tensor, p: dict) -> torch.Tensor:
+    """MLAS's AVX2 QLinearAdd on the stored values of two dequantized tensors."""
+    f = np.float32
+    ra, rb = f(p["sa"] / p["sc"]), f(p["sb"] / p["sc"])
+    fixed = f(f(p["zc"]) - f(f(ra * f(p["za"])) + f(rb * f(p["zb"]))))
+    qa = (torch.round(a.double() / float(p["sa"])) + p["za"]).float()
+    qb = (torch.round(b.double() / float(p["sb"])) + p["zb"]).float()
+    r = _fma32(qa, torch.tensor(ra), _fma32(qb, torch.tensor(rb), torch.tensor(fixed)))
+    return _requantize(r, torch.tensor(f(p["sc"])), p["zc"], p["dt"])
+
+
+def file_kernels(path: Path) -> dict:
+    """What :func:`target_kernels` needs from an exported QDQ file: {"conv": {module: params},
+    "conv_transpose": {module: params}, "add": {(module a, module b): params}, "float_ops": Counter}."""
+    m, c, producer, consumers = _graph(Path(path))
+    out = {"conv": {}, "conv_transpose": {}, "add": {}, "float_ops": Counter()}
+    for n in m.graph.node:
+        dqs = [_dq(i, producer) for i in n.input if i]
+        q = _output_q(n, consumers, c)
+        if n.op_type in ("Conv", "ConvTranspose") and q is not None and len(dqs) >= 2 and all(dqs):
+            (xs, _, _), (ws, wz, _), (ys, yz, dt) = _qparams(dqs[0], c), _qparams(dqs[1], c), _qparams(q, c)
+            wq = np.asarray(c[dqs[1].input[0]])
+            if len(dqs) > 2:
+                bs, bz, _ = _qparams(dqs[2], c)
+                bq = np.asarray(c[dqs[2].input[0]])
+            if n.op_type == "Conv":
+                out["conv"][module_path(n.name)] = {
+                    "xs": float(xs), "w": wq.astype(np.float64) - wz.astype(np.float64).reshape(-1, 1, 1, 1),
+                    "b": (bq.astype(np.float64) if len(dqs) > 2 else np.zeros(wq.shape[0])),
+                    "mult": np.atleast_1d((xs * ws).astype(np.float32) / ys).astype(np.float32),
+                    "ys": ys, "yz": int(yz), "dt": dt}
+                continue
+            attrs = {a.name: list(a.ints) for a in n.attribute}
+            if attrs.get("kernel_shape", [2, 2]) == [2, 2] and attrs.get("strides") == [2, 2] \
+                    and not any(attrs.get("pads", [0])) and attrs.get("group", [1]) in ([1], []):
+                wf = (wq.astype(np.float32) - wz.astype(np.float32).reshape(1, -1, 1, 1)) * ws.reshape(1, -1, 1, 1)
+                bf = ((bq.astype(np.float32) - bz.astype(np.float32)) * bs if len(dqs) > 2
+                      else np.zeros(wq.shape[1], np.float32))
+                out["conv_transpose"][module_path(n.name)] = {"w": wf.astype(np.float32), "b": bf.astype(np.float32),
+                                                              "ys": ys, "yz": int(yz), "dt": dt}
+                continue
+        if n.op_type == "Add" and q is not None and len(dqs) == 2 and all(dqs):
+            srcs = []
+            for d in dqs:
+                qn = producer.get(d.input[0])
+                src = producer.get(qn.input[0]) if qn is not None and qn.op_type == "QuantizeLinear" else None
+                srcs.append(module_path(src.name) if src is not None else None)
+            (sa, za, _), (sb, zb, _), (sc, zc, dt) = (_qparams(x, c) for x in (*dqs, q))
+            if None not in srcs:
+                out["add"][tuple(srcs)] = {"sa": np.float32(sa), "za": int(za), "sb": np.float32(sb), "zb": int(zb),
+                                           "sc": np.float32(sc), "zc": int(zc), "dt": dt}
+                continue
+        if n.op_type not in SAME_BITS:
+            out["float_ops"][n.op_type] += 1
+    return out
+
+
+class _AddMode(TorchFunctionMode):
+    """Every ``a + b`` whose operands are the outputs of the file's QLinearAdd's two source modules."""
+    ADDS = (torch.Tensor.__add__, torch.add, torch.Tensor.add)
+
+    def __init__(self, table: dict, seen: dict):
+        super().__init__()
+        self.table, self.seen, self.hits = table, seen, 0
+
+    def _source(self, t):
+        e = self.seen.get(id(t))
+        return e[0] if e is not None and e[1]() is t else None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.ADDS and len(args) == 2 and not kwargs and all(isinstance(a, torch.Tensor) for a in args):
+            p = self.table.get((self._source(args[0]), self._source(args[1])))
+            if p is not None:
+                self.hits += 1
+                with torch._C.DisableTorchFunction():
+                    return qlinear_add(_plain(args[0]), _plain(args[1]), p)
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def target_kernels(module: torch.nn.Module, onnx_path: Path):
+    """Within the block, ``module`` (an AIMET sim's model, exported to ``onnx_path``) computes what ONNX
+    Runtime's fused kernels compute on the file; yields the coverage: {"qlinear_conv", "conv_transpose",
+    "qlinear_add": ops emulated, "float_ops": {op: count} left to the sim's float math, "exact": True when
+    only the score heads' Sigmoids are}. A file op whose module is missing raises ValueError."""
+    k = file_kernels(onnx_path)
+    mods = dict(module.named_modules())
+    missing = [name for name in [*k["conv"], *k["conv_transpose"], *(s for pair in k["add"] for s in pair)]
+               if name not in mods]
+    if missing:
+        raise ValueError(f"{Path(onnx_path).name}: no module of the simulation for {missing[:3]} "
+                         f"({len(missing)} in all): is this the file of that sim?")
+    kerneled, hooks, seen = [], [], {}
+    try:
+        for table, make in ((k["conv"], conv_kernel), (k["conv_transpose"], conv_transpose_kernel)):
+            for name, p in table.items():
+                mods[name].set_kernel(make(p))
+                kerneled.append(mods[name])
+        for name in {s for pair in k["add"] for s in pair}:
+            hooks.append(mods[name].register_forward_hook(
+                lambda m, i, o, name=name: seen.__setitem__(id(o), (name, weakref.ref(o)))))
+        hooks.append(module.register_forward_pre_hook(lambda m, i: seen.clear()))
+        float_ops = dict(k["float_ops"])
+        with _AddMode(k["add"], seen):
+            yield {"qlinear_conv": len(k["conv"]), "conv_transpose": len(k["conv_transpose"]),
+                   "qlinear_add": len(k["add"]), "float_ops": float_ops,
+                   "exact": set(float_ops) <= {"Sigmoid"}}
+    finally:
+        for m in kerneled:
+            m.set_kernel(None)
+        for h in hooks:
+            h.remove()

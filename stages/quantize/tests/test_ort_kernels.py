@@ -1,0 +1,62 @@
+"""The AIMET simulation with ONNX Runtime's kernels computes what the fused INT8 file computes, bit for bit
+(stages/quantize/ort_kernels.py, issue 15: INT8 files at full optimisation against their simulation)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from shared.models import OUTPUT_NAMES
+from shared.ort_runtime import open_session
+from stages.quantize import aimet_ptq, onnx_io
+from stages.quantize.grid import Cell
+from stages.quantize.ort_kernels import target_kernels
+
+SCORES = {"cls_8", "cls_16", "cls_32", "obj_8", "obj_16", "obj_32"}   # Sigmoid heads: torch's vs MLAS's logistic
+
+
+def _sim_and_file(tiny_pipe, tmp_path, technique):
+    torch.manual_seed(0)
+    calib = [torch.rand(4, 3, 32, 32)]
+    sim, _ = aimet_ptq.ptq(tiny_pipe, Cell(technique, False, "W8A8", 0, "min_max"), calib, tmp_path / "w", 10)
+    info = onnx_io.export_qdq(sim, "pipeline", calib[0][:1], tmp_path / technique.replace("+", "_"), 13)
+    return sim, tmp_path / info["onnx"]
+
+
+def _run(sim, path, x):
+    sess = open_session(path, "exact", 1)
+    ort = [dict(zip(OUTPUT_NAMES, sess.run(None, {"input": x[i:i + 1].numpy()}))) for i in range(len(x))]
+    ort = {k: np.concatenate([o[k] for o in ort]) for k in OUTPUT_NAMES}
+    with torch.no_grad():
+        return ort, dict(zip(OUTPUT_NAMES, (y.numpy() for y in sim.model(x))))
+
+
+def test_the_sim_with_the_file_kernels_gives_the_files_outputs(tiny_pipe, tmp_path):
+    sim, path = _sim_and_file(tiny_pipe, tmp_path, "bn_fold+cle")
+    x = torch.rand(6, 3, 32, 32)
+    ort, plain = _run(sim, path, x)
+    with torch.no_grad(), target_kernels(sim.model, path) as cover:
+        emulated = dict(zip(OUTPUT_NAMES, (y.numpy() for y in sim.model(x))))
+    assert cover["exact"] and cover["qlinear_conv"] > 20 and cover["conv_transpose"] == 8 and cover["qlinear_add"] >= 8
+    for k in OUTPUT_NAMES:
+        if k in SCORES:
+            np.testing.assert_allclose(emulated[k], ort[k], atol=1e-6, err_msg=k)
+        else:
+            np.testing.assert_array_equal(emulated[k], ort[k], err_msg=k)     # bit for bit
+    assert any(not np.array_equal(plain[k], ort[k]) for k in OUTPUT_NAMES if k not in SCORES)  # the float sim is not
+    with torch.no_grad():                                                     # the kernels leave with the block
+        after = dict(zip(OUTPUT_NAMES, (y.numpy() for y in sim.model(x))))
+    assert all(np.array_equal(after[k], plain[k]) for k in OUTPUT_NAMES)
+
+
+def test_unfolded_batch_norms_are_counted_as_float(tiny_pipe, tmp_path):
+    sim, path = _sim_and_file(tiny_pipe, tmp_path, "none")
+    with target_kernels(sim.model, path) as cover:
+        assert not cover["exact"] and cover["float_ops"].get("BatchNormalization", 0) > 0
+
+
+def test_a_file_of_another_model_is_refused(tiny_pipe, tmp_path):
+    sim, path = _sim_and_file(tiny_pipe, tmp_path, "bn_fold+cle")
+    with pytest.raises(ValueError, match="no module of the simulation"):
+        with target_kernels(sim.model.detector, path):
+            pass
