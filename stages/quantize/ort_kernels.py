@@ -102,6 +102,11 @@ def _plain(x) -> torch.Tensor:
     return x.as_subclass(torch.Tensor)
 
 
+def _dequantized_input(x, scale: float) -> torch.Tensor:
+    """What the file's DequantizeLinear gives for an input the simulation holds dequantized: float32(q * s)."""
+    return (torch.round(_plain(x).double() / scale) * scale).float()
+
+
 def conv_kernel(p: dict):
     """QLinearConv: the int32 accumulator (exact in float64) plus the int32 bias, times the float32 multiplier."""
     w = torch.from_numpy(p["w"]); b = torch.from_numpy(p["b"])
@@ -120,13 +125,60 @@ def conv_transpose_kernel(p: dict):
 
     def kernel(input, weight, bias=None, stride=2, padding=0, output_padding=0, groups=1, dilation=1,
                output_encodings=None):
-        x = _plain(input).float()
+        x = _dequantized_input(input, p["xs"])
         n, cin, h, wd = x.shape
         cout = w.shape[1]
         acc = torch.zeros(n, cout, h, 2, wd, 2)
         for ci in range(cin):
             acc = _fma32(x[:, ci][:, None, :, None, :, None], w[ci].view(1, cout, 2, 2)[:, :, None, :, None, :], acc)
         y = acc.reshape(n, cout, 2 * h, 2 * wd) + b.view(1, -1, 1, 1)
+        return _requantize(y / ys, ys, p["yz"], p["dt"])
+    return kernel
+
+
+def float_conv_kernel(p: dict):
+    """A Conv ONNX Runtime runs in float (its output feeds a float BatchNormalization): MLAS's im2col order; a
+    depthwise conv (one filter per group) through the M=1 SGEMM kernel, products added four at a time
+    (``((p0 + p1) + p2) + p3``) then into the sum; any other through the FMA3 SGEMM kernel, sequential FMAs
+    over blocks of 128 of K, the blocks' sums added; then the bias."""
+    w, b = torch.from_numpy(p["w"]), None if p["b"] is None else torch.from_numpy(p["b"])
+
+    def kernel(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, output_encodings=None):
+        x = _dequantized_input(input, p["xs"])
+        n, _, h, wd = x.shape
+        cout, cpg, kh, kw = w.shape
+        cols = torch.nn.functional.unfold(x, (kh, kw), dilation, padding, stride)   # n, cin*kh*kw, L
+        ho = (h + 2 * _pair(padding)[0] - _pair(dilation)[0] * (kh - 1) - 1) // _pair(stride)[0] + 1
+        cols = cols.view(n, groups, cpg * kh * kw, -1)
+        wv = w.view(groups, cout // groups, cpg * kh * kw)
+        k_all, m1 = cpg * kh * kw, cout // groups == 1
+        total = None
+        for k0 in range(0, k_all, 4 if m1 else 128):
+            part = None
+            for k in range(k0, min(k_all, k0 + (4 if m1 else 128))):
+                xk, wk = cols[:, :, k][:, :, None, :], wv[:, :, k][None, :, :, None]
+                if m1:
+                    part = xk * wk if part is None else part + xk * wk
+                else:
+                    part = _fma32(xk, wk, torch.zeros(()) if part is None else part)
+            total = part if total is None else total + part
+        y = total.reshape(n, cout, ho, -1)
+        return y if b is None else y + b.view(1, -1, 1, 1)
+    return kernel
+
+
+def _pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def batch_norm_kernel(p: dict):
+    """BatchNormalization as ONNX Runtime computes it, ``x * s' + b'`` (s' = scale / sqrt(var + eps), b' =
+    B - mean * s', each rounded to float32, no FMA), then the QuantizeLinear after it."""
+    ns, nb, ys = torch.from_numpy(p["ns"]).view(1, -1, 1, 1), torch.from_numpy(p["nb"]).view(1, -1, 1, 1), torch.tensor(p["ys"])
+
+    def kernel(input, running_mean=None, running_var=None, weight=None, bias=None, training=False, momentum=0.1,
+               eps=1e-5, output_encodings=None):
+        y = _plain(input).float() * ns + nb
         return _requantize(y / ys, ys, p["yz"], p["dt"])
     return kernel
 
@@ -138,54 +190,107 @@ def qlinear_add(a: torch.Tensor, b: torch.Tensor, p: dict) -> torch.Tensor:
     fixed = f(f(p["zc"]) - f(f(ra * f(p["za"])) + f(rb * f(p["zb"]))))
     qa = (torch.round(a.double() / float(p["sa"])) + p["za"]).float()
     qb = (torch.round(b.double() / float(p["sb"])) + p["zb"]).float()
-    r = _fma32(qa, torch.tensor(ra), _fma32(qb, torch.tensor(rb), torch.tensor(fixed)))
-    return _requantize(r, torch.tensor(f(p["sc"])), p["zc"], p["dt"])
+    r = _fma32(qa, torch.tensor(ra), _fma32(qb, torch.tensor(rb), torch.tensor(fixed)))   # the stored value, zero point in
+    info = np.iinfo(p["dt"])
+    return ((torch.clamp(torch.round(r), info.min, info.max) - p["zc"]) * float(p["sc"])).float()
 
 
 def file_kernels(path: Path) -> dict:
-    """What :func:`target_kernels` needs from an exported QDQ file: {"conv": {module: params},
-    "conv_transpose": {module: params}, "add": {(module a, module b): params}, "float_ops": Counter}."""
+    """What :func:`target_kernels` needs from an exported QDQ file: {"conv", "conv_transpose", "float_conv",
+    "batch_norm": {module: params}, "add": {(module a, module b): params}, "float_ops": Counter of the ops
+    left to the simulation's float math}."""
     m, c, producer, consumers = _graph(Path(path))
-    out = {"conv": {}, "conv_transpose": {}, "add": {}, "float_ops": Counter()}
+    out = {"conv": {}, "conv_transpose": {}, "float_conv": {}, "batch_norm": {}, "add": {}, "float_ops": Counter()}
     for n in m.graph.node:
         dqs = [_dq(i, producer) for i in n.input if i]
         q = _output_q(n, consumers, c)
-        if n.op_type in ("Conv", "ConvTranspose") and q is not None and len(dqs) >= 2 and all(dqs):
-            (xs, _, _), (ws, wz, _), (ys, yz, dt) = _qparams(dqs[0], c), _qparams(dqs[1], c), _qparams(q, c)
-            wq = np.asarray(c[dqs[1].input[0]])
-            if len(dqs) > 2:
-                bs, bz, _ = _qparams(dqs[2], c)
-                bq = np.asarray(c[dqs[2].input[0]])
-            if n.op_type == "Conv":
-                out["conv"][module_path(n.name)] = {
-                    "xs": float(xs), "w": wq.astype(np.float64) - wz.astype(np.float64).reshape(-1, 1, 1, 1),
-                    "b": (bq.astype(np.float64) if len(dqs) > 2 else np.zeros(wq.shape[0])),
-                    "mult": np.atleast_1d((xs * ws).astype(np.float32) / ys).astype(np.float32),
-                    "ys": ys, "yz": int(yz), "dt": dt}
-                continue
-            attrs = {a.name: list(a.ints) for a in n.attribute}
-            if attrs.get("kernel_shape", [2, 2]) == [2, 2] and attrs.get("strides") == [2, 2] \
-                    and not any(attrs.get("pads", [0])) and attrs.get("group", [1]) in ([1], []):
-                wf = (wq.astype(np.float32) - wz.astype(np.float32).reshape(1, -1, 1, 1)) * ws.reshape(1, -1, 1, 1)
-                bf = ((bq.astype(np.float32) - bz.astype(np.float32)) * bs if len(dqs) > 2
-                      else np.zeros(wq.shape[1], np.float32))
-                out["conv_transpose"][module_path(n.name)] = {"w": wf.astype(np.float32), "b": bf.astype(np.float32),
-                                                              "ys": ys, "yz": int(yz), "dt": dt}
-                continue
-        if n.op_type == "Add" and q is not None and len(dqs) == 2 and all(dqs):
-            srcs = []
-            for d in dqs:
-                qn = producer.get(d.input[0])
-                src = producer.get(qn.input[0]) if qn is not None and qn.op_type == "QuantizeLinear" else None
-                srcs.append(module_path(src.name) if src is not None else None)
-            (sa, za, _), (sb, zb, _), (sc, zc, dt) = (_qparams(x, c) for x in (*dqs, q))
+        nxt = consumers.get(n.output[0], [])
+        found = None
+        if n.op_type == "Conv" and len(dqs) >= 2 and all(dqs[:2]):
+            if q is not None and all(dqs):
+                found = "conv", _qlinear_conv(dqs, q, c)
+            elif len(nxt) == 1 and nxt[0].op_type == "BatchNormalization":
+                found = "float_conv", _float_conv(n, dqs, c)
+        elif n.op_type == "ConvTranspose" and q is not None and len(dqs) >= 2 and all(dqs):
+            found = "conv_transpose", _conv_transpose(n, dqs, q, c)
+        elif n.op_type == "BatchNormalization" and q is not None:
+            found = "batch_norm", _batch_norm(n, q, c, producer)
+        elif n.op_type == "Add" and q is not None and len(dqs) == 2 and all(dqs):
+            srcs = tuple(_source_module(d, producer) for d in dqs)
             if None not in srcs:
-                out["add"][tuple(srcs)] = {"sa": np.float32(sa), "za": int(za), "sb": np.float32(sb), "zb": int(zb),
-                                           "sc": np.float32(sc), "zc": int(zc), "dt": dt}
+                (sa, za, _), (sb, zb, _), (sc, zc, dt) = (_qparams(x, c) for x in (*dqs, q))
+                out["add"][srcs] = {"sa": np.float32(sa), "za": int(za), "sb": np.float32(sb), "zb": int(zb),
+                                    "sc": np.float32(sc), "zc": int(zc), "dt": dt}
                 continue
-        if n.op_type not in SAME_BITS:
+        if found is not None and found[1] is not None:
+            out[found[0]][module_path(n.name)] = found[1]
+        elif n.op_type not in SAME_BITS:
             out["float_ops"][n.op_type] += 1
     return out
+
+
+def _dequantized(dq, c) -> np.ndarray:
+    """What a DequantizeLinear of a constant gives, in float32 (per-channel on axis 0 or 1 of a 4-d weight)."""
+    q = np.asarray(c[dq.input[0]])
+    s, z, _ = _qparams(dq, c)
+    axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+    shape = [1] * q.ndim
+    if s.size > 1:
+        shape[axis if q.ndim > 1 else 0] = -1
+    return ((q.astype(np.float32) - z.astype(np.float32).reshape(shape)) * s.reshape(shape)).astype(np.float32)
+
+
+def _qlinear_conv(dqs, q, c) -> dict:
+    (xs, _, _), (ws, wz, _), (ys, yz, dt) = _qparams(dqs[0], c), _qparams(dqs[1], c), _qparams(q, c)
+    wq = np.asarray(c[dqs[1].input[0]])
+    return {"w": wq.astype(np.float64) - wz.astype(np.float64).reshape(-1, 1, 1, 1), "xs": float(xs),
+            "b": (np.asarray(c[dqs[2].input[0]]).astype(np.float64) if len(dqs) > 2 else np.zeros(wq.shape[0])),
+            "mult": np.atleast_1d((xs * ws).astype(np.float32) / ys).astype(np.float32),
+            "ys": ys, "yz": int(yz), "dt": dt}
+
+
+def _conv_transpose(n, dqs, q, c) -> dict | None:
+    attrs = {a.name: list(a.ints) for a in n.attribute}
+    if not (attrs.get("kernel_shape", [2, 2]) == [2, 2] and attrs.get("strides") == [2, 2]
+            and not any(attrs.get("pads", [0])) and not any(attrs.get("output_padding", [0]))):
+        return None
+    w = _dequantized(dqs[1], c)
+    b = _dequantized(dqs[2], c) if len(dqs) > 2 else np.zeros(w.shape[1], np.float32)
+    ys, yz, dt = _qparams(q, c)
+    return {"w": w, "b": b, "xs": float(_qparams(dqs[0], c)[0]), "ys": ys, "yz": int(yz), "dt": dt}
+
+
+def _float_conv(n, dqs, c) -> dict:
+    b = None
+    if len(n.input) > 2 and n.input[2]:
+        b = _dequantized(dqs[2], c) if len(dqs) > 2 and dqs[2] else np.asarray(c[n.input[2]], np.float32)
+    return {"w": _dequantized(dqs[1], c), "b": b, "xs": float(_qparams(dqs[0], c)[0])}
+
+
+def _batch_norm(n, q, c, producer) -> dict:
+    f = np.float32
+    scale, bias, mean, var = (_constant(i, c, producer) for i in n.input[1:5])
+    eps = f(next((a.f for a in n.attribute if a.name == "epsilon"), 1e-5))
+    ns = ((f(1) / np.sqrt((var + eps).astype(f))).astype(f) * scale).astype(f)
+    ys, yz, dt = _qparams(q, c)
+    return {"ns": ns, "nb": (bias - (mean * ns).astype(f)).astype(f), "ys": ys, "yz": int(yz), "dt": dt}
+
+
+def _constant(name: str, c, producer) -> np.ndarray:
+    """A constant input in float32: an initializer, through Identity copies (shared parameters) and a
+    DequantizeLinear (quantized parameters)."""
+    while name not in c and producer.get(name) is not None and producer[name].op_type == "Identity":
+        name = producer[name].input[0]
+    if name in c:
+        return np.asarray(c[name], np.float32)
+    return _dequantized(producer[name], c)
+
+
+def _source_module(dq, producer) -> str | None:
+    """The module whose output a DequantizeLinear's QuantizeLinear quantized."""
+    qn = producer.get(dq.input[0])
+    src = producer.get(qn.input[0]) if qn is not None and qn.op_type == "QuantizeLinear" else None
+    return module_path(src.name) if src is not None else None
 
 
 class _AddMode(TorchFunctionMode):
@@ -211,6 +316,27 @@ class _AddMode(TorchFunctionMode):
 
 
 @contextlib.contextmanager
+def _quantize_linear_rounding():
+    """The sim's per-tensor quantizers round ``x / s`` as ONNX Runtime's QuantizeLinear does (MLAS divides),
+    not ``x * (1 / s)`` as torch's ``fake_quantize`` (AIMET's fast path): the two part on a value in about a
+    thousand of a float op's outputs (the demo's U-Net adds). Per-channel quantizers (weights) are left."""
+    from aimet_torch.quantization.affine.backends import torch_builtins as tb
+    fast = tb._torch_fake_quantize
+
+    def divide(tensor, scale, offset, qmin, qmax):
+        if scale.numel() != 1 or offset.numel() != 1:
+            return fast(tensor, scale, offset, qmin, qmax)
+        s, zp = scale.float(), -torch.round(offset.float())
+        q = torch.clamp(torch.round(tensor.float() / s) + zp, qmin, qmax)
+        return ((q - zp) * s).to(tensor.dtype)
+    tb._torch_fake_quantize = divide
+    try:
+        yield
+    finally:
+        tb._torch_fake_quantize = fast
+
+
+@contextlib.contextmanager
 def target_kernels(module: torch.nn.Module, onnx_path: Path):
     """Within the block, ``module`` (an AIMET sim's model, exported to ``onnx_path``) computes what ONNX
     Runtime's fused kernels compute on the file; yields the coverage: {"qlinear_conv", "conv_transpose",
@@ -218,14 +344,15 @@ def target_kernels(module: torch.nn.Module, onnx_path: Path):
     only the score heads' Sigmoids are}. A file op whose module is missing raises ValueError."""
     k = file_kernels(onnx_path)
     mods = dict(module.named_modules())
-    missing = [name for name in [*k["conv"], *k["conv_transpose"], *(s for pair in k["add"] for s in pair)]
-               if name not in mods]
+    missing = [name for name in [*k["conv"], *k["conv_transpose"], *k["float_conv"], *k["batch_norm"],
+                                 *(s for pair in k["add"] for s in pair)] if name not in mods]
     if missing:
         raise ValueError(f"{Path(onnx_path).name}: no module of the simulation for {missing[:3]} "
                          f"({len(missing)} in all): is this the file of that sim?")
     kerneled, hooks, seen = [], [], {}
     try:
-        for table, make in ((k["conv"], conv_kernel), (k["conv_transpose"], conv_transpose_kernel)):
+        for table, make in ((k["conv"], conv_kernel), (k["conv_transpose"], conv_transpose_kernel),
+                            (k["float_conv"], float_conv_kernel), (k["batch_norm"], batch_norm_kernel)):
             for name, p in table.items():
                 mods[name].set_kernel(make(p))
                 kerneled.append(mods[name])
@@ -234,8 +361,9 @@ def target_kernels(module: torch.nn.Module, onnx_path: Path):
                 lambda m, i, o, name=name: seen.__setitem__(id(o), (name, weakref.ref(o)))))
         hooks.append(module.register_forward_pre_hook(lambda m, i: seen.clear()))
         float_ops = dict(k["float_ops"])
-        with _AddMode(k["add"], seen):
+        with _AddMode(k["add"], seen), _quantize_linear_rounding():
             yield {"qlinear_conv": len(k["conv"]), "conv_transpose": len(k["conv_transpose"]),
+                   "float_conv": len(k["float_conv"]), "batch_norm": len(k["batch_norm"]),
                    "qlinear_add": len(k["add"]), "float_ops": float_ops,
                    "exact": set(float_ops) <= {"Sigmoid"}}
     finally:

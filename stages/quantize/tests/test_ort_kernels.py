@@ -31,13 +31,17 @@ def _run(sim, path, x):
         return ort, dict(zip(OUTPUT_NAMES, (y.numpy() for y in sim.model(x))))
 
 
-def test_the_sim_with_the_file_kernels_gives_the_files_outputs(tiny_pipe, tmp_path):
-    sim, path = _sim_and_file(tiny_pipe, tmp_path, "bn_fold+cle")
+@pytest.mark.parametrize("technique", ["bn_fold+cle", "none"])
+def test_the_sim_with_the_file_kernels_gives_the_files_outputs(tiny_pipe, tmp_path, technique):
+    """Folded (every conv a QLinearConv) and not (a float Conv -> BatchNormalization pair per detector unit)."""
+    sim, path = _sim_and_file(tiny_pipe, tmp_path, technique)
     x = torch.rand(6, 3, 32, 32)
     ort, plain = _run(sim, path, x)
     with torch.no_grad(), target_kernels(sim.model, path) as cover:
         emulated = dict(zip(OUTPUT_NAMES, (y.numpy() for y in sim.model(x))))
-    assert cover["exact"] and cover["qlinear_conv"] > 20 and cover["conv_transpose"] == 8 and cover["qlinear_add"] >= 8
+    assert cover["exact"] and cover["float_ops"] == {"Sigmoid": 6}
+    assert cover["qlinear_conv"] > 20 and cover["conv_transpose"] == 8 and cover["qlinear_add"] >= 8
+    assert (cover["float_conv"] > 0 and cover["batch_norm"] > 0) == (technique == "none")
     for k in OUTPUT_NAMES:
         if k in SCORES:
             np.testing.assert_allclose(emulated[k], ort[k], atol=1e-6, err_msg=k)
@@ -47,12 +51,6 @@ def test_the_sim_with_the_file_kernels_gives_the_files_outputs(tiny_pipe, tmp_pa
     with torch.no_grad():                                                     # the kernels leave with the block
         after = dict(zip(OUTPUT_NAMES, (y.numpy() for y in sim.model(x))))
     assert all(np.array_equal(after[k], plain[k]) for k in OUTPUT_NAMES)
-
-
-def test_unfolded_batch_norms_are_counted_as_float(tiny_pipe, tmp_path):
-    sim, path = _sim_and_file(tiny_pipe, tmp_path, "none")
-    with target_kernels(sim.model, path) as cover:
-        assert not cover["exact"] and cover["float_ops"].get("BatchNormalization", 0) > 0
 
 
 def test_a_file_of_another_model_is_refused(tiny_pipe, tmp_path):
