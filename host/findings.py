@@ -145,7 +145,8 @@ def _kernel_sim(gs: dict) -> list[str]:
              f"heads' Sigmoids stay torch's) are within {100 * k['max_abs_exact']:.2f} point of their file"
              if k["exact_files"] else "it covers no file exactly")
     return [f"**The AIMET simulation computing with ONNX Runtime's kernels** (stages/quantize/ort_kernels.py: AIMET's "
-            f"`set_kernel` with MLAS's QLinearConv requantisation, AVX2 QLinearAdd and float ConvTranspose order, every "
+            f"`set_kernel` with the arithmetic of ONNX Runtime's x86 kernels: QLinearConv and QLinearAdd requantisation, "
+            f"the order of its float ConvTranspose, Conv and BatchNormalization, QuantizeLinear's rounding; every "
             f"parameter read from the file) measured against {k['files']} INT8 detection files: {exact}; "
             + (f"the other {len(rest)} keep float ops ONNX Runtime runs in its own order ({', '.join(left)}), "
                f"largest gap {100 * max(abs(x['gap']) for x in rest):.1f} point "
