@@ -152,8 +152,9 @@ def resolve_gaps(rows: list[dict], out, split, proto, draws: int, tol: float = 0
     for r, g in _gapped(rows) if draws else []:
         f = out / str(r.get("onnx_file"))
         if abs(g["value"]) > tol and f.is_file():
-            r["ap_resolution"] = ap_resolution(ort_session(f), r["model"], split, proto, draws)
-            if accuracy_mode(f) == "exact":
+            mode = accuracy_mode(f)
+            r["ap_resolution"] = ap_resolution(ort_session(f, mode), r["model"], split, proto, draws)
+            if mode == "exact":
                 ap = evaluate(ort_session(f, "reference"), r["model"], split, proto)["ap"]
                 r["ap_unfused"] = {"ap": ap, "gap": ap - r["sim"]["ap"]}
 

@@ -19,13 +19,20 @@ block, the arithmetic ONNX Runtime 1.23 uses for the exported file in ``shared.o
   channels in order (MLAS SGEMM; no output overlaps at stride 2), plus the bias, QuantizeLinear;
 * **QLinearAdd** (an Add of two DequantizeLinear outputs feeding one QuantizeLinear, a ReLU that ONNX
   Runtime drops allowed): MLAS's AVX2 kernel, ``fma(a, s_a/s_c, fma(b, s_b/s_c, z_c - (s_a/s_c * z_a +
-  s_b/s_c * z_b)))`` on the stored values, rounded half to even, saturated.
+  s_b/s_c * z_b)))`` on the stored values, rounded half to even, saturated;
+* **float Conv** (no QuantizeLinear right after it: it feeds a float BatchNormalization in cells that
+  do not fold BN, or a ReLU whose QuantizeLinear keeps negatives): MlasConv's im2col order, FMAs in K
+  blocks of 128 (a depthwise conv: the M=1 SGEMM kernel, products added four at a time), then the bias;
+* **BatchNormalization**: ``x * s' + b'`` with ``s'`` and ``b'`` rounded to float32, then QuantizeLinear;
+* the sim's per-tensor quantizers round ``x / s`` as QuantizeLinear does (torch's ``fake_quantize``,
+  AIMET's fast path, multiplies by ``1 / s``).
 
 Float adds, ReLU, MaxPool, Resize (nearest) and the copies give the same bits either way. What stays
-the simulation's own float arithmetic is counted in ``coverage["float_ops"]``: a Conv that feeds a
-float BatchNormalization (cells that do not fold BN), the BatchNormalization, and the Sigmoids of the
-detector's score heads (torch's vs MLAS's logistic: about 1e-7 apart). A file with none but those
-Sigmoids gives the simulation's outputs bit for bit (``coverage["exact"]``).
+the simulation's own float arithmetic is counted in ``coverage["float_ops"]``: on the demo's files the
+Sigmoids of the detector's score heads only (torch's vs MLAS's logistic: about 1e-7 apart). A file
+with none but those gives the simulation's outputs bit for bit (``coverage["exact"]``). Each ordering
+was measured against single-node graphs in ONNX Runtime 1.23.2 on an AVX2 CPU (docs/decisions.md,
+session 14); another ONNX Runtime or CPU may round elsewhere, which the stage's gap figures would show.
 """
 from __future__ import annotations
 
@@ -137,7 +144,7 @@ def conv_transpose_kernel(p: dict):
 
 
 def float_conv_kernel(p: dict):
-    """A Conv ONNX Runtime runs in float (its output feeds a float BatchNormalization): MLAS's im2col order; a
+    """A Conv ONNX Runtime runs in float (no QuantizeLinear right after it): MLAS's im2col order; a
     depthwise conv (one filter per group) through the M=1 SGEMM kernel, products added four at a time
     (``((p0 + p1) + p2) + p3``) then into the sum; any other through the FMA3 SGEMM kernel, sequential FMAs
     over blocks of 128 of K, the blocks' sums added; then the bias."""
@@ -204,12 +211,11 @@ def file_kernels(path: Path) -> dict:
     for n in m.graph.node:
         dqs = [_dq(i, producer) for i in n.input if i]
         q = _output_q(n, consumers, c)
-        nxt = consumers.get(n.output[0], [])
         found = None
         if n.op_type == "Conv" and len(dqs) >= 2 and all(dqs[:2]):
             if q is not None and all(dqs):
                 found = "conv", _qlinear_conv(dqs, q, c)
-            elif len(nxt) == 1 and nxt[0].op_type == "BatchNormalization":
+            else:    # feeding a float BatchNormalization, or a ReLU whose QuantizeLinear keeps negatives
                 found = "float_conv", _float_conv(n, dqs, c)
         elif n.op_type == "ConvTranspose" and q is not None and len(dqs) >= 2 and all(dqs):
             found = "conv_transpose", _conv_transpose(n, dqs, q, c)
