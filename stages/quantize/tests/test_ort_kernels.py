@@ -53,6 +53,26 @@ def test_the_sim_with_the_file_kernels_gives_the_files_outputs(tiny_pipe, tmp_pa
     assert all(np.array_equal(after[k], plain[k]) for k in OUTPUT_NAMES)
 
 
+def test_a_conv_kept_in_float_before_a_relu_is_emulated_too(tiny_pipe, tmp_path):
+    """A ReLU whose quantizer keeps negatives (a range QAT may learn) is not dropped by ONNX Runtime: the
+    Conv before it stays float (no QLinearConv), and the kernels compute it in MLAS's order."""
+    torch.manual_seed(0)
+    calib = [torch.rand(4, 3, 32, 32)]
+    sim, _ = aimet_ptq.ptq(tiny_pipe, Cell("bn_fold+cle", False, "W8A8", 0, "min_max"), calib, tmp_path / "w", 10)
+    relu = sim.model.enhancer.stem[1].output_quantizers[0]
+    relu.set_range(min=torch.tensor(-0.2), max=relu.get_max().detach())
+    info = onnx_io.export_qdq(sim, "pipeline", calib[0][:1], tmp_path / "neg", 13)
+    path = tmp_path / info["onnx"]
+    x = torch.rand(4, 3, 32, 32)
+    ort, _ = _run(sim, path, x)
+    with torch.no_grad(), target_kernels(sim.model, path) as cover:
+        emulated = dict(zip(OUTPUT_NAMES, (y.numpy() for y in sim.model(x))))
+    assert cover["float_conv"] == 1 and cover["exact"]
+    for k in OUTPUT_NAMES:
+        if k not in SCORES:
+            np.testing.assert_array_equal(emulated[k], ort[k], err_msg=k)
+
+
 def test_a_file_of_another_model_is_refused(tiny_pipe, tmp_path):
     sim, path = _sim_and_file(tiny_pipe, tmp_path, "bn_fold+cle")
     with pytest.raises(ValueError, match="no module of the simulation"):
