@@ -142,14 +142,14 @@ def _kernel_sim(gs: dict) -> list[str]:
     per = k["per_file"]
     same = sum(abs(x["gap"]) < 1e-6 for x in per)
     rest = [x for x in per if not x["exact"]]
-    left = sorted({op for x in rest for op in x["float_ops"] if op != "Sigmoid"})
+    left = sorted({op for x in rest for op in x["float_ops"]})
     others = gs.get("files", k["files"]) - k["files"]
     return [f"**The AIMET simulation computing with ONNX Runtime's kernels** (stages/quantize/ort_kernels.py: AIMET's "
             f"`set_kernel` with the arithmetic of ONNX Runtime's x86 kernels: QLinearConv and QLinearAdd requantisation, "
-            f"the order of its float ConvTranspose, Conv and BatchNormalization, QuantizeLinear's rounding; every "
+            f"the order of its float ConvTranspose, Conv and BatchNormalization, its logistic, QuantizeLinear's rounding; every "
             f"parameter read from the file), against the {k['files']} INT8 detection files AIMET simulates"
             + (f" (the other {others} are NNCF's, measured against NNCF's float simulation above)" if others > 0 else "")
-            + f": it emulates every op but the score heads' Sigmoids in {k['exact_files']} of them; {same} give the "
+            + f": it emulates every op of {k['exact_files']} of them; {same} give the "
             f"file's AP to 1e-4 point and the largest gap is {100 * k['max_abs']:.2f} point"
             + (f"; float ops left in {len(rest)} ({', '.join(left)}): " + ", ".join(_file_gap(x) for x in rest)
                if rest else "") + "."]

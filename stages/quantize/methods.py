@@ -89,7 +89,7 @@ class Runner:
             return None
         with file_biases(module, onnx_path), target_kernels(module, onnx_path) as cover:
             m, _, dets = self.measure(module, name, selectable=False)
-        log.info("%s: the sim computing with ONNX Runtime's kernels %s (%s)", onnx_path.name, _short(m),
+        log.info("%s: the sim computing with ONNX Runtime's kernels %s (%s)", onnx_path.relative_to(self.out), _short(m),
                  "every op" if cover["exact"] else f"float ops left: {cover['float_ops']}")
         return {"metrics": m, "coverage": cover, "gap_ap": {"a": "onnx", "b": "sim_ort", **measure.ap_diff(
             onnx_dets, dets, self.test, self.proto, self.n_boot, self.seed)}}

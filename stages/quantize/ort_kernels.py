@@ -24,15 +24,17 @@ block, the arithmetic ONNX Runtime 1.23 uses for the exported file in ``shared.o
   do not fold BN, or a ReLU whose QuantizeLinear keeps negatives): MlasConv's im2col order, FMAs in K
   blocks of 128 (a depthwise conv: the M=1 SGEMM kernel, products added four at a time), then the bias;
 * **BatchNormalization**: ``x * s' + b'`` with ``s'`` and ``b'`` rounded to float32, then QuantizeLinear;
+* **Sigmoid** (the detector's score heads): MLAS's logistic, Eigen's rational approximation with FMAs
+  (torch's sigmoid is about 1e-7 away), for every sigmoid the sim computes in its forward;
 * the sim's per-tensor quantizers round ``x / s`` as QuantizeLinear does (torch's ``fake_quantize``,
   AIMET's fast path, multiplies by ``1 / s``).
 
-Float adds, ReLU, MaxPool, Resize (nearest) and the copies give the same bits either way. What stays
-the simulation's own float arithmetic is counted in ``coverage["float_ops"]``: on the demo's files the
-Sigmoids of the detector's score heads only (torch's vs MLAS's logistic: about 1e-7 apart). A file
-with none but those gives the simulation's outputs bit for bit (``coverage["exact"]``). Each ordering
-was measured against single-node graphs in ONNX Runtime 1.23.2 on an AVX2 CPU (docs/decisions.md,
-session 14); another ONNX Runtime or CPU may round elsewhere, which the stage's gap figures would show.
+Float adds, ReLU, MaxPool, Resize (nearest) and the copies give the same bits either way. Any other op
+stays the simulation's own float arithmetic and is counted in ``coverage["float_ops"]``; a file with
+none gives the simulation's outputs bit for bit (``coverage["exact"]``). Each ordering
+was measured against single-node graphs in ONNX Runtime 1.23.2 on this project's machines (AMD EPYC,
+AVX-512 with VNNI; docs/decisions.md, session 14); another ONNX Runtime or CPU may round elsewhere,
+which the stage's per-file gaps (``sim_ort``) would show.
 """
 from __future__ import annotations
 
@@ -202,12 +204,34 @@ def qlinear_add(a: torch.Tensor, b: torch.Tensor, p: dict) -> torch.Tensor:
     return ((torch.clamp(torch.round(r), info.min, info.max) - p["zc"]) * float(p["sc"])).float()
 
 
+_LOGISTIC = [float(np.float32(v)) for v in (4.37031012579801e-11, 1.15627324459942e-07, 6.08574864600143e-05,
+                                             8.51377133304701e-03, 2.48287947061529e-01)], \
+            [float(np.float32(v)) for v in (6.10247389755681e-13, 5.76102136993427e-09, 6.29106785017040e-06,
+                                             1.70198817374094e-03, 1.16817656904453e-01, 9.93151921023180e-01)]
+
+
+def mlas_logistic(x: torch.Tensor) -> torch.Tensor:
+    """ONNX Runtime's Sigmoid (MLAS's logistic kernel, Eigen's rational approximation with FMAs): clamp to
+    [-18, 18], p(x^2) * x / q(x^2) + 0.5, clamped to [0, 1]."""
+    alpha, beta = _LOGISTIC
+    v = x.float().clamp(-18.0, 18.0)
+    v2 = v * v
+    p = _fma32(v2, torch.tensor(alpha[0]), torch.tensor(alpha[1]))
+    for a in alpha[2:]:
+        p = _fma32(p, v2, torch.tensor(a))
+    q = _fma32(v2, torch.tensor(beta[0]), torch.tensor(beta[1]))
+    for b in beta[2:]:
+        q = _fma32(q, v2, torch.tensor(b))
+    return ((p * v) / q + 0.5).clamp(0.0, 1.0)
+
+
 def file_kernels(path: Path) -> dict:
     """What :func:`target_kernels` needs from an exported QDQ file: {"conv", "conv_transpose", "float_conv",
     "batch_norm": {module: params}, "add": {(module a, module b): params}, "float_ops": Counter of the ops
     left to the simulation's float math}."""
     m, c, producer, consumers = _graph(Path(path))
-    out = {"conv": {}, "conv_transpose": {}, "float_conv": {}, "batch_norm": {}, "add": {}, "float_ops": Counter()}
+    out = {"conv": {}, "conv_transpose": {}, "float_conv": {}, "batch_norm": {}, "add": {}, "sigmoid": 0,
+           "float_ops": Counter()}
     for n in m.graph.node:
         dqs = [_dq(i, producer) for i in n.input if i]
         q = _output_q(n, consumers, c)
@@ -221,6 +245,9 @@ def file_kernels(path: Path) -> dict:
             found = "conv_transpose", _conv_transpose(n, dqs, q, c)
         elif n.op_type == "BatchNormalization" and q is not None:
             found = "batch_norm", _batch_norm(n, q, c, producer)
+        elif n.op_type == "Sigmoid":
+            out["sigmoid"] += 1
+            continue
         elif n.op_type == "Add" and q is not None and len(dqs) == 2 and all(dqs):
             srcs = tuple(_source_module(d, producer) for d in dqs)
             if None not in srcs:
@@ -299,25 +326,30 @@ def _source_module(dq, producer) -> str | None:
     return module_path(src.name) if src is not None else None
 
 
-class _AddMode(TorchFunctionMode):
-    """Every ``a + b`` whose operands are the outputs of the file's QLinearAdd's two source modules."""
+class _FunctionMode(TorchFunctionMode):
+    """While the simulation runs forward: every ``a + b`` whose operands are the outputs of a QLinearAdd's
+    two source modules computes that QLinearAdd, and every sigmoid MLAS's logistic."""
     ADDS = (torch.Tensor.__add__, torch.add, torch.Tensor.add)
+    SIGMOIDS = (torch.Tensor.sigmoid, torch.sigmoid, torch.nn.functional.sigmoid)
 
-    def __init__(self, table: dict, seen: dict):
+    def __init__(self, table: dict, seen: dict, sigmoid: bool):
         super().__init__()
-        self.table, self.seen, self.hits = table, seen, 0
+        self.table, self.seen, self.sigmoid, self.forward = table, seen, sigmoid, 0
 
     def _source(self, t):
         e = self.seen.get(id(t))
         return e[0] if e is not None and e[1]() is t else None
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in self.ADDS and len(args) == 2 and not kwargs and all(isinstance(a, torch.Tensor) for a in args):
+        if self.forward and func in self.ADDS and len(args) == 2 and not kwargs \
+                and all(isinstance(a, torch.Tensor) for a in args):
             p = self.table.get((self._source(args[0]), self._source(args[1])))
             if p is not None:
-                self.hits += 1
                 with torch._C.DisableTorchFunction():
                     return qlinear_add(_plain(args[0]), _plain(args[1]), p)
+        if self.forward and self.sigmoid and func in self.SIGMOIDS and len(args) == 1 and not kwargs:
+            with torch._C.DisableTorchFunction():
+                return mlas_logistic(_plain(args[0]))
         return func(*args, **(kwargs or {}))
 
 
@@ -332,7 +364,7 @@ def _quantize_linear_rounding():
     def divide(tensor, scale, offset, qmin, qmax):
         if scale.numel() != 1 or offset.numel() != 1:
             return fast(tensor, scale, offset, qmin, qmax)
-        s, zp = scale.float(), -torch.round(offset.float())
+        s, zp = scale.float(), -offset.to(torch.int32).float()      # the zero point AIMET's fast path takes
         q = torch.clamp(torch.round(tensor.float() / s) + zp, qmin, qmax)
         return ((q - zp) * s).to(tensor.dtype)
     tb._torch_fake_quantize = divide
@@ -346,8 +378,8 @@ def _quantize_linear_rounding():
 def target_kernels(module: torch.nn.Module, onnx_path: Path):
     """Within the block, ``module`` (an AIMET sim's model, exported to ``onnx_path``) computes what ONNX
     Runtime's fused kernels compute on the file; yields the coverage: {"qlinear_conv", "conv_transpose",
-    "qlinear_add": ops emulated, "float_ops": {op: count} left to the sim's float math, "exact": True when
-    only the score heads' Sigmoids are}. A file op whose module is missing raises ValueError."""
+    "float_conv", "batch_norm", "qlinear_add", "sigmoid": ops emulated, "float_ops": {op: count} left to the
+    sim's float math, "exact": True when none is}. A file op whose module is missing raises ValueError."""
     k = file_kernels(onnx_path)
     mods = dict(module.named_modules())
     missing = [name for name in [*k["conv"], *k["conv_transpose"], *k["float_conv"], *k["batch_norm"],
@@ -365,13 +397,21 @@ def target_kernels(module: torch.nn.Module, onnx_path: Path):
         for name in {s for pair in k["add"] for s in pair}:
             hooks.append(mods[name].register_forward_hook(
                 lambda m, i, o, name=name: seen.__setitem__(id(o), (name, weakref.ref(o)))))
-        hooks.append(module.register_forward_pre_hook(lambda m, i: seen.clear()))
+        mode = _FunctionMode(k["add"], seen, k["sigmoid"] > 0)
+
+        def enter(m, i):
+            seen.clear()
+            mode.forward += 1
+
+        def leave(m, i, o):
+            mode.forward -= 1
+        hooks += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
         float_ops = dict(k["float_ops"])
-        with _AddMode(k["add"], seen), _quantize_linear_rounding():
+        with mode, _quantize_linear_rounding():
             yield {"qlinear_conv": len(k["conv"]), "conv_transpose": len(k["conv_transpose"]),
                    "float_conv": len(k["float_conv"]), "batch_norm": len(k["batch_norm"]),
-                   "qlinear_add": len(k["add"]), "float_ops": float_ops,
-                   "exact": set(float_ops) <= {"Sigmoid"}}
+                   "qlinear_add": len(k["add"]), "sigmoid": k["sigmoid"], "float_ops": float_ops,
+                   "exact": not float_ops}
     finally:
         for m in kerneled:
             m.set_kernel(None)

@@ -12,7 +12,6 @@ from stages.quantize import aimet_ptq, onnx_io
 from stages.quantize.grid import Cell
 from stages.quantize.ort_kernels import target_kernels
 
-SCORES = {"cls_8", "cls_16", "cls_32", "obj_8", "obj_16", "obj_32"}   # Sigmoid heads: torch's vs MLAS's logistic
 
 
 def _sim_and_file(tiny_pipe, tmp_path, technique):
@@ -39,15 +38,12 @@ def test_the_sim_with_the_file_kernels_gives_the_files_outputs(tiny_pipe, tmp_pa
     ort, plain = _run(sim, path, x)
     with torch.no_grad(), target_kernels(sim.model, path) as cover:
         emulated = dict(zip(OUTPUT_NAMES, (y.numpy() for y in sim.model(x))))
-    assert cover["exact"] and cover["float_ops"] == {"Sigmoid": 6}
+    assert cover["exact"] and cover["float_ops"] == {} and cover["sigmoid"] == 6
     assert cover["qlinear_conv"] > 20 and cover["conv_transpose"] == 8 and cover["qlinear_add"] >= 8
     assert (cover["float_conv"] > 0 and cover["batch_norm"] > 0) == (technique == "none")
     for k in OUTPUT_NAMES:
-        if k in SCORES:
-            np.testing.assert_allclose(emulated[k], ort[k], atol=1e-6, err_msg=k)
-        else:
-            np.testing.assert_array_equal(emulated[k], ort[k], err_msg=k)     # bit for bit
-    assert any(not np.array_equal(plain[k], ort[k]) for k in OUTPUT_NAMES if k not in SCORES)  # the float sim is not
+        np.testing.assert_array_equal(emulated[k], ort[k], err_msg=k)         # bit for bit, scores too
+    assert any(not np.array_equal(plain[k], ort[k]) for k in OUTPUT_NAMES)    # the float sim is not
     with torch.no_grad():                                                     # the kernels leave with the block
         after = dict(zip(OUTPUT_NAMES, (y.numpy() for y in sim.model(x))))
     assert all(np.array_equal(after[k], plain[k]) for k in OUTPUT_NAMES)
@@ -69,8 +65,22 @@ def test_a_conv_kept_in_float_before_a_relu_is_emulated_too(tiny_pipe, tmp_path)
         emulated = dict(zip(OUTPUT_NAMES, (y.numpy() for y in sim.model(x))))
     assert cover["float_conv"] == 1 and cover["exact"]
     for k in OUTPUT_NAMES:
-        if k not in SCORES:
-            np.testing.assert_array_equal(emulated[k], ort[k], err_msg=k)
+        np.testing.assert_array_equal(emulated[k], ort[k], err_msg=k)
+
+
+def test_mlas_logistic_is_onnx_runtimes_sigmoid(tmp_path):
+    from onnx import TensorProto, helper
+    from stages.quantize.ort_kernels import mlas_logistic
+    g = helper.make_graph([helper.make_node("Sigmoid", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4096])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    (tmp_path / "s.onnx").write_bytes(m.SerializeToString())
+    x = np.random.default_rng(0).normal(0, 6, 4096).astype(np.float32)
+    x[:6] = [-30, 30, 0, -18, 18, 1e-8]
+    y = open_session(tmp_path / "s.onnx", "exact", 1).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(mlas_logistic(torch.from_numpy(x)).numpy(), y)
+    assert np.mean(torch.sigmoid(torch.from_numpy(x)).numpy() != y) > 0.1     # torch's is another function
 
 
 def test_a_file_of_another_model_is_refused(tiny_pipe, tmp_path):
