@@ -125,9 +125,9 @@ def gap_summary(rows: list[dict], tol: float = 0.005) -> dict:
 
 def kernel_summary(rows: list[dict], tol: float = 0.005) -> dict:
     """Over the INT8 rows measured against the simulation computing with ONNX Runtime's kernels
-    (``sim_ort``, stages/quantize/ort_kernels.py): files, how many the kernels cover exactly (no float op
-    left but the score heads' Sigmoids), the largest |file - that sim| AP gap over all and over the exact
-    ones, files over ``tol``, and each file's gap, exactness and float ops left."""
+    (``sim_ort``, stages/quantize/ort_kernels.py): files, how many the kernels cover exactly (no op left to
+    the sim's float math), the largest |file - that sim| AP gap over all and over the exact ones, files
+    over ``tol``, and each file's gap, exactness and float ops left."""
     g = [(r, r["sim_ort"]) for r in rows if r.get("sim_ort") and r.get("bits") != "FP32"]
     if not g:
         return {}
