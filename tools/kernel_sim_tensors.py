@@ -3,7 +3,8 @@ kernels in the simulation (stages/quantize/ort_kernels.py; docs/decisions.md, se
 
 Rebuilds the sim of one PTQ cell of a finished run (the same deterministic PTQ; 1 thread, as the stage's
 cells run, so the encodings equal the file's), runs both on a few test images and prints, per quantized
-tensor the two share, how many values differ and by how many steps, then the graph outputs.
+tensor the two share (a module's quantized output against the file's DequantizeLinear of it), how many
+values differ and by how many steps, then the graph outputs.
 
 In the quantize image over a finished demo run:
 
@@ -65,14 +66,19 @@ scales = {t.name: onnx.numpy_helper.to_array(t) for t in g.graph.initializer}
 dqs = [n for n in g.graph.node if n.op_type == "DequantizeLinear" and n.input[0] not in scales]
 g.graph.output.extend(onnx.helper.make_tensor_value_info(n.output[0], onnx.TensorProto.FLOAT, None) for n in dqs)
 probe = Path("/tmp/kernel_sim/probe.onnx")
+probe.parent.mkdir(parents=True, exist_ok=True)
 onnx.save(g, str(probe))
 sess = open_session(probe, "exact", 1)
 names = [o.name for o in sess.get_outputs()]
 runs = [dict(zip(names, sess.run(None, {"input": x[i:i + 1].numpy()}))) for i in range(len(x))]
 ort = {k: np.concatenate([o[k] for o in runs]) for k in names}
+mods = dict(sim.model.named_modules())
 for n in dqs:
     mod = module_path(n.output[0]) if n.output[0].startswith("/") else None
     s = scales.get(n.input[1])
+    quantizers = getattr(mods.get(mod), "output_quantizers", None)
+    if not quantizers or quantizers[0] is None:     # a container's raw float output, quantized by its consumer
+        continue
     if mod not in outs or s is None or s.size != 1 or outs[mod].shape != ort[n.output[0]].shape:
         continue
     d = np.abs(outs[mod].numpy() - ort[n.output[0]]) / float(s)
