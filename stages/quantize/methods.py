@@ -80,12 +80,12 @@ class Runner:
         return {"a": "onnx", "b": "sim", **measure.ap_diff(onnx_dets, sim_dets, self.test, self.proto, self.n_boot,
                                                            self.seed)}
 
-    def target_sim(self, name: str, module, sim, onnx_path: Path, onnx_dets) -> dict | None:
-        """The AIMET simulation measured again with ONNX Runtime's int8 kernels (``ort_kernels``) on the test
-        split: {"metrics", "coverage", "gap_ap" (file minus it, paired interval)}; for the detection units
-        of AIMET sims whose file is measured fused (``exact``), else None. Reported only: choices stay
-        on the float simulation on val."""
-        if sim is None or name not in measure.DETECTION or accuracy_mode(onnx_path) != "exact":
+    def target_sim(self, name: str, module, onnx_path: Path, mode: str, onnx_dets) -> dict | None:
+        """The simulation (an AIMET sim's model or an ``nncf.quantize`` model) measured again with ONNX
+        Runtime's int8 kernels (``ort_kernels``) on the test split: {"metrics", "coverage", "gap_ap" (file
+        minus it, paired interval)}; for the detection units whose file is measured fused (``mode`` ``exact``),
+        else None. Reported only: choices stay on the float simulation on val."""
+        if name not in measure.DETECTION or mode != "exact":
             return None
         with file_biases(module, onnx_path), target_kernels(module, onnx_path) as cover:
             m, _, dets = self.measure(module, name, selectable=False)
@@ -139,8 +139,9 @@ class Runner:
         onnx_path = path.with_suffix(".onnx")
         with file_biases(module, onnx_path) as info["sim_biases"]:
             sim_m, sim_val, sim_dets = self.measure(module, name)
-        onnx_m, _, onnx_dets = self.measure(ort_session(onnx_path), name, selectable=False)
-        target = self.target_sim(name, module, sim, onnx_path, onnx_dets)
+        mode = accuracy_mode(onnx_path)
+        onnx_m, _, onnx_dets = self.measure(ort_session(onnx_path, mode), name, selectable=False)
+        target = self.target_sim(name, module, onnx_path, mode, onnx_dets)
         gap = measure.gap(sim_m, onnx_m)
         mg = measure.max_gap(gap)
         row = {"candidate": cand, "model": name, "method": method, "bits": bits, "seed": seed,

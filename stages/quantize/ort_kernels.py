@@ -1,16 +1,19 @@
-"""The AIMET simulation computing with ONNX Runtime's x86 int8 kernels: what a fused INT8 file computes.
+"""A simulation (AIMET's or NNCF's) computing with ONNX Runtime's x86 int8 kernels: what a fused INT8 file computes.
 
-AIMET's QuantSim computes each quantized op in float (dequantize, float op, quantize); ONNX Runtime's
-fused kernels compute in integers and round in their own order. The two part by one step on a few
-values per layer (ties rounded differently), and a three-net int8 cascade spreads such steps: on the
-demo's pruned JMMC chain the simulation and its file differ in most head outputs and by about a point
-of AP, in either direction, as the same simulation does between 1 and 2 torch threads
+AIMET's QuantSim and NNCF's quantized model compute each quantized op in float (dequantize, float op,
+quantize); ONNX Runtime's fused kernels compute in integers and round in their own order. The two part by
+one step on a few values per layer (ties rounded differently), and a three-net int8 cascade spreads such
+steps: on the demo's pruned JMMC chain the simulation and its file differ in most head outputs and by about
+a point of AP, in either direction, as the same simulation does between 1 and 2 torch threads
 (docs/decisions.md, session 14).
 
-AIMET v2 lets a quantized module compute with a kernel of its own (``set_kernel``: "e.g. to simulate
-a target's integer arithmetic"). :func:`target_kernels` gives the sim's modules, for a ``with``
-block, the arithmetic ONNX Runtime 1.23 uses for the exported file in ``shared.ort_runtime``'s
-``exact`` session (``ORT_ENABLE_ALL`` + x64 quantisation precision), every parameter read from the file:
+:func:`target_kernels` gives the simulation's modules, for a ``with`` block, the arithmetic ONNX Runtime
+1.23 uses for the exported file in ``shared.ort_runtime``'s ``exact`` session (``ORT_ENABLE_ALL`` + x64
+quantisation precision), every parameter read from the file (``ort_graph``). AIMET v2 lets a quantized
+module compute with a kernel of its own (``set_kernel``: "e.g. to simulate a target's integer
+arithmetic"); NNCF keeps torch's modules and hooks its quantizers on traced functions, so there the
+module's conv / batch-norm call is replaced in a torch function mode and NNCF's quantizers compute the
+Q/DQ pair their export writes (session 15). Emulated:
 
 * **QLinearConv** (a Conv between DequantizeLinear and QuantizeLinear, a ReLU between allowed): the
   int32 accumulator of ``(x_q - x_zp) * (w_q - w_zp)`` plus the int32 bias, converted to float32,
@@ -27,7 +30,7 @@ block, the arithmetic ONNX Runtime 1.23 uses for the exported file in ``shared.o
 * **Sigmoid** (the detector's score heads): MLAS's logistic, Eigen's rational approximation with FMAs
   (torch's sigmoid is about 1e-7 away), for every sigmoid the sim computes in its forward;
 * the sim's per-tensor quantizers round ``x / s`` as QuantizeLinear does (torch's ``fake_quantize``,
-  AIMET's fast path, multiplies by ``1 / s``).
+  AIMET's fast path, multiplies by ``1 / s``; NNCF rounds on its ``input_low``/``input_range`` grid).
 
 Float adds, ReLU, MaxPool, Resize (nearest) and the copies give the same bits either way. Any other op
 stays the simulation's own float arithmetic and is counted in ``coverage["float_ops"]``; a file with
@@ -40,58 +43,13 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
-from stages.quantize.file_bias import module_path
-
-SAME_BITS = {"QuantizeLinear", "DequantizeLinear", "Relu", "MaxPool", "Resize", "Reshape", "Transpose", "Identity",
-             "Constant", "Concat", "Flatten", "Add", "Mul"}   # float Add / Mul: one IEEE op, alike in both
-
-
-def _graph(path: Path):
-    import onnx
-    from onnx import numpy_helper
-    m = onnx.load(str(path))
-    consts = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    consts.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in m.graph.node
-                   if n.op_type == "Constant" and n.attribute})
-    producer = {o: n for n in m.graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in m.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    return m, consts, producer, consumers
-
-
-def _qparams(node, consts):
-    """(scale float32, zero point int array, stored dtype) of a Q/DQ node."""
-    s = np.asarray(consts[node.input[1]], np.float32)
-    z = consts[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros(s.shape, np.uint8)
-    return s, np.asarray(z), np.asarray(z).dtype
-
-
-def _output_q(node, consumers, consts):
-    """The QuantizeLinear a node feeds alone (through a ReLU that ONNX Runtime drops: zero point at the type's
-    minimum), else None."""
-    nxt = consumers.get(node.output[0], [])
-    if len(nxt) == 1 and nxt[0].op_type == "Relu":
-        nxt = consumers.get(nxt[0].output[0], [])
-        if len(nxt) == 1 and nxt[0].op_type == "QuantizeLinear":
-            _, z, dt = _qparams(nxt[0], consts)
-            return nxt[0] if int(z) == np.iinfo(dt).min else None
-        return None
-    return nxt[0] if len(nxt) == 1 and nxt[0].op_type == "QuantizeLinear" else None
-
-
-def _dq(name, producer):
-    n = producer.get(name)
-    return n if n is not None and n.op_type == "DequantizeLinear" else None
-
+from stages.quantize.ort_graph import file_kernels
 
 def _requantize(y: torch.Tensor, scale: torch.Tensor, zp: int, dt) -> torch.Tensor:
     """MLAS requantisation of float32 ``y`` already divided or multiplied into output steps: round half to
@@ -111,9 +69,14 @@ def _plain(x) -> torch.Tensor:
     return x.as_subclass(torch.Tensor)
 
 
+def _steps(x, scale: float) -> torch.Tensor:
+    """The stored ``q - zp`` of a value the simulation holds dequantized (float64, exact)."""
+    return torch.round(_plain(x).double() / float(scale))
+
+
 def _dequantized_input(x, scale: float) -> torch.Tensor:
     """What the file's DequantizeLinear gives for an input the simulation holds dequantized: float32(q * s)."""
-    return (torch.round(_plain(x).double() / scale) * scale).float()
+    return (_steps(x, scale) * scale).float()
 
 
 def conv_kernel(p: dict):
@@ -122,7 +85,7 @@ def conv_kernel(p: dict):
     mult, ys = torch.from_numpy(p["mult"]).view(1, -1, 1, 1), torch.tensor(p["ys"])
 
     def kernel(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, output_encodings=None):
-        xi = torch.round(_plain(input).double() / p["xs"])                   # x_q - x_zp
+        xi = _steps(input, p["xs"])                                           # x_q - x_zp
         acc = torch.nn.functional.conv2d(xi, w, b, stride, padding, dilation, groups)
         return _requantize(acc.float() * mult, ys, p["yz"], p["dt"])
     return kernel
@@ -197,8 +160,7 @@ def qlinear_add(a: torch.Tensor, b: torch.Tensor, p: dict) -> torch.Tensor:
     f = np.float32
     ra, rb = f(p["sa"] / p["sc"]), f(p["sb"] / p["sc"])
     fixed = f(f(p["zc"]) - f(f(ra * f(p["za"])) + f(rb * f(p["zb"]))))
-    qa = (torch.round(a.double() / float(p["sa"])) + p["za"]).float()
-    qb = (torch.round(b.double() / float(p["sb"])) + p["zb"]).float()
+    qa, qb = (_steps(a, p["sa"]) + p["za"]).float(), (_steps(b, p["sb"]) + p["zb"]).float()
     r = _fma32(qa, torch.tensor(ra), _fma32(qb, torch.tensor(rb), torch.tensor(fixed)))   # the stored value, zero point in
     info = np.iinfo(p["dt"])
     return ((torch.clamp(torch.round(r), info.min, info.max) - p["zc"]) * float(p["sc"])).float()
@@ -225,122 +187,28 @@ def mlas_logistic(x: torch.Tensor) -> torch.Tensor:
     return ((p * v) / q + 0.5).clamp(0.0, 1.0)
 
 
-def file_kernels(path: Path) -> dict:
-    """What :func:`target_kernels` needs from an exported QDQ file: {"conv", "conv_transpose", "float_conv",
-    "batch_norm": {module: params}, "add": {(module a, module b): params}, "float_ops": Counter of the ops
-    left to the simulation's float math}."""
-    m, c, producer, consumers = _graph(Path(path))
-    out = {"conv": {}, "conv_transpose": {}, "float_conv": {}, "batch_norm": {}, "add": {}, "sigmoid": 0,
-           "float_ops": Counter()}
-    for n in m.graph.node:
-        dqs = [_dq(i, producer) for i in n.input if i]
-        q = _output_q(n, consumers, c)
-        found = None
-        if n.op_type == "Conv" and len(dqs) >= 2 and all(dqs[:2]):
-            if q is not None and all(dqs):
-                found = "conv", _qlinear_conv(dqs, q, c)
-            else:    # feeding a float BatchNormalization, or a ReLU whose QuantizeLinear keeps negatives
-                found = "float_conv", _float_conv(n, dqs, c)
-        elif n.op_type == "ConvTranspose" and q is not None and len(dqs) >= 2 and all(dqs):
-            found = "conv_transpose", _conv_transpose(n, dqs, q, c)
-        elif n.op_type == "BatchNormalization" and q is not None:
-            found = "batch_norm", _batch_norm(n, q, c, producer)
-        elif n.op_type == "Sigmoid":
-            out["sigmoid"] += 1
-            continue
-        elif n.op_type == "Add" and q is not None and len(dqs) == 2 and all(dqs):
-            srcs = tuple(_source_module(d, producer) for d in dqs)
-            if None not in srcs:
-                (sa, za, _), (sb, zb, _), (sc, zc, dt) = (_qparams(x, c) for x in (*dqs, q))
-                out["add"][srcs] = {"sa": np.float32(sa), "za": int(za), "sb": np.float32(sb), "zb": int(zb),
-                                    "sc": np.float32(sc), "zc": int(zc), "dt": dt}
-                continue
-        if found is not None and found[1] is not None:
-            out[found[0]][module_path(n.name)] = found[1]
-        elif n.op_type not in SAME_BITS:
-            out["float_ops"][n.op_type] += 1
-    return out
-
-
-def _dequantized(dq, c) -> np.ndarray:
-    """What a DequantizeLinear of a constant gives, in float32 (per-channel on axis 0 or 1 of a 4-d weight)."""
-    q = np.asarray(c[dq.input[0]])
-    s, z, _ = _qparams(dq, c)
-    axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
-    shape = [1] * q.ndim
-    if s.size > 1:
-        shape[axis if q.ndim > 1 else 0] = -1
-    return ((q.astype(np.float32) - z.astype(np.float32).reshape(shape)) * s.reshape(shape)).astype(np.float32)
-
-
-def _qlinear_conv(dqs, q, c) -> dict:
-    (xs, _, _), (ws, wz, _), (ys, yz, dt) = _qparams(dqs[0], c), _qparams(dqs[1], c), _qparams(q, c)
-    wq = np.asarray(c[dqs[1].input[0]])
-    return {"w": wq.astype(np.float64) - wz.astype(np.float64).reshape(-1, 1, 1, 1), "xs": float(xs),
-            "b": (np.asarray(c[dqs[2].input[0]]).astype(np.float64) if len(dqs) > 2 else np.zeros(wq.shape[0])),
-            "mult": np.atleast_1d((xs * ws).astype(np.float32) / ys).astype(np.float32),
-            "ys": ys, "yz": int(yz), "dt": dt}
-
-
-def _conv_transpose(n, dqs, q, c) -> dict | None:
-    attrs = {a.name: list(a.ints) for a in n.attribute}
-    if not (attrs.get("kernel_shape", [2, 2]) == [2, 2] and attrs.get("strides") == [2, 2]
-            and not any(attrs.get("pads", [0])) and not any(attrs.get("output_padding", [0]))):
-        return None
-    w = _dequantized(dqs[1], c)
-    b = _dequantized(dqs[2], c) if len(dqs) > 2 else np.zeros(w.shape[1], np.float32)
-    ys, yz, dt = _qparams(q, c)
-    return {"w": w, "b": b, "xs": float(_qparams(dqs[0], c)[0]), "ys": ys, "yz": int(yz), "dt": dt}
-
-
-def _float_conv(n, dqs, c) -> dict:
-    b = None
-    if len(n.input) > 2 and n.input[2]:
-        b = _dequantized(dqs[2], c) if len(dqs) > 2 and dqs[2] else np.asarray(c[n.input[2]], np.float32)
-    return {"w": _dequantized(dqs[1], c), "b": b, "xs": float(_qparams(dqs[0], c)[0])}
-
-
-def _batch_norm(n, q, c, producer) -> dict:
-    f = np.float32
-    scale, bias, mean, var = (_constant(i, c, producer) for i in n.input[1:5])
-    eps = f(next((a.f for a in n.attribute if a.name == "epsilon"), 1e-5))
-    ns = ((f(1) / np.sqrt((var + eps).astype(f))).astype(f) * scale).astype(f)
-    ys, yz, dt = _qparams(q, c)
-    return {"ns": ns, "nb": (bias - (mean * ns).astype(f)).astype(f), "ys": ys, "yz": int(yz), "dt": dt}
-
-
-def _constant(name: str, c, producer) -> np.ndarray:
-    """A constant input in float32: an initializer, through Identity copies (shared parameters) and a
-    DequantizeLinear (quantized parameters)."""
-    while name not in c and producer.get(name) is not None and producer[name].op_type == "Identity":
-        name = producer[name].input[0]
-    if name in c:
-        return np.asarray(c[name], np.float32)
-    return _dequantized(producer[name], c)
-
-
-def _source_module(dq, producer) -> str | None:
-    """The module whose output a DequantizeLinear's QuantizeLinear quantized."""
-    qn = producer.get(dq.input[0])
-    src = producer.get(qn.input[0]) if qn is not None and qn.op_type == "QuantizeLinear" else None
-    return module_path(src.name) if src is not None else None
-
-
 class _FunctionMode(TorchFunctionMode):
-    """While the simulation runs forward: every ``a + b`` whose operands are the outputs of a QLinearAdd's
-    two source modules computes that QLinearAdd, and every sigmoid MLAS's logistic."""
+    """While the simulation runs forward: every ``a + b`` whose operands are the recorded outputs of a
+    QLinearAdd's two sources computes that QLinearAdd, every sigmoid MLAS's logistic, and the conv / batch
+    norm call of a module given a kernel here (``self.kernel``, set by its forward pre-hook) that kernel."""
     ADDS = (torch.Tensor.__add__, torch.add, torch.Tensor.add)
     SIGMOIDS = (torch.Tensor.sigmoid, torch.sigmoid, torch.nn.functional.sigmoid)
+    KERNELED = (torch.nn.functional.conv2d, torch.conv2d, torch.nn.functional.conv_transpose2d,
+                torch.conv_transpose2d, torch.nn.functional.batch_norm, torch.batch_norm)
 
     def __init__(self, table: dict, seen: dict, sigmoid: bool):
         super().__init__()
-        self.table, self.seen, self.sigmoid, self.forward = table, seen, sigmoid, 0
+        self.table, self.seen, self.sigmoid, self.forward, self.kernel = table, seen, sigmoid, 0, None
 
     def _source(self, t):
         e = self.seen.get(id(t))
         return e[0] if e is not None and e[1]() is t else None
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        if self.kernel is not None and func in self.KERNELED:
+            kernel, self.kernel = self.kernel, None
+            with torch._C.DisableTorchFunction():
+                return kernel(*args, **(kwargs or {}))
         if self.forward and func in self.ADDS and len(args) == 2 and not kwargs \
                 and all(isinstance(a, torch.Tensor) for a in args):
             p = self.table.get((self._source(args[0]), self._source(args[1])))
@@ -374,30 +242,96 @@ def _quantize_linear_rounding():
         tb._torch_fake_quantize = fast
 
 
+def _exact_qdq(quantizer):
+    """An NNCF quantizer's forward as the QuantizeLinear/DequantizeLinear pair its export writes: the export's
+    scale and zero point, ``x / s`` rounded half to even, saturated to the stored type, times ``s``."""
+    def forward(x):
+        if not quantizer.is_enabled_quantization():
+            return x
+        with torch._C.DisableTorchFunction():
+            x, s, z, axis = quantizer._prepare_qdq_export_quantization(x)
+            info, x = torch.iinfo(z.dtype), _plain(x).float()
+            s, z = s.float(), z.float()
+            if s.numel() > 1:
+                shape = [1] * x.ndim
+                shape[axis] = -1
+                s, z = s.view(shape), z.view(shape)
+            return (torch.clamp(torch.round(x / s) + z, info.min, info.max) - z) * s
+    return forward
+
+
+def nncf_quantizers(module: torch.nn.Module) -> dict:
+    """The quantizers NNCF hooked into ``module``, by the suffix their export gives their QuantizeLinear node
+    (``__nncf_hooks.post_hooks.<op>__<port>.<i>`` -> ``<op>__<port>.<i>/QuantizeLinear``); empty for an
+    AIMET sim."""
+    out = {}
+    for name, m in module.named_modules():
+        if hasattr(m, "_prepare_qdq_export_quantization"):
+            out[name.split(".", 2)[-1] + "/QuantizeLinear"] = m
+    return out
+
+
+def _nncf_quantizer(q_node: str, quantizers: dict) -> str | None:
+    parts = q_node.split("/")
+    return next((s for s in ("/".join(parts[i:]) for i in range(len(parts))) if s in quantizers), None)
+
+
+@contextlib.contextmanager
+def _nncf_quantize_linear(quantizers: dict):
+    """Every NNCF quantizer computes its file's Q/DQ pair (:func:`_exact_qdq`): NNCF's own fake quantisation
+    rounds on its ``input_low``/``input_range`` grid, a float ulp or a tie away."""
+    for m in quantizers.values():
+        m.forward = _exact_qdq(m)
+    try:
+        yield
+    finally:
+        for m in quantizers.values():
+            del m.forward
+
+
 @contextlib.contextmanager
 def target_kernels(module: torch.nn.Module, onnx_path: Path):
-    """Within the block, ``module`` (an AIMET sim's model, exported to ``onnx_path``) computes what ONNX
-    Runtime's fused kernels compute on the file; yields the coverage: {"qlinear_conv", "conv_transpose",
-    "float_conv", "batch_norm", "qlinear_add", "sigmoid": ops emulated, "float_ops": {op: count} left to the
-    sim's float math, "exact": True when none is}. A file op whose module is missing raises ValueError."""
+    """Within the block, ``module`` (an AIMET sim's model or an ``nncf.quantize`` model, exported to
+    ``onnx_path``) computes what ONNX Runtime's fused kernels compute on the file; yields the coverage:
+    {"qlinear_conv", "conv_transpose", "float_conv", "batch_norm", "qlinear_add", "sigmoid": ops emulated,
+    "nncf_quantizers": NNCF quantizers set to the file's Q/DQ, "float_ops": {op: count} left to the sim's
+    float math, "exact": True when none is}. A file op whose module is missing raises ValueError.
+
+    AIMET's quantized modules take the kernels with ``set_kernel``, and a QLinearAdd is recognised by its
+    operands being the outputs of its two source modules (AIMET's quantizers sit on module outputs). NNCF
+    keeps torch's modules and hooks its quantizers on traced functions: a module's conv / batch norm call is
+    replaced in the function mode, under NNCF's, and an Add's operands are the outputs of its quantizers."""
     k = file_kernels(onnx_path)
     mods = dict(module.named_modules())
-    missing = [name for name in [*k["conv"], *k["conv_transpose"], *k["float_conv"], *k["batch_norm"],
-                                 *(s for pair in k["add"] for s in pair)] if name not in mods]
+    quantizers = nncf_quantizers(module)
+    if quantizers:
+        adds = {tuple(_nncf_quantizer(q, quantizers) for q in p["q_nodes"]): p for p in k["add"].values()}
+        watched = {n: quantizers[n] for pair in adds for n in pair if n is not None}
+    else:
+        adds = dict(k["add"])
+        watched = {s: mods.get(s) for pair in adds for s in pair}
+    missing = [name for name in [*k["conv"], *k["conv_transpose"], *k["float_conv"], *k["batch_norm"]]
+               if name not in mods] + [name for name, m in watched.items() if m is None]
+    missing += [p["q_nodes"] for pair, p in adds.items() if None in pair]
     if missing:
         raise ValueError(f"{Path(onnx_path).name}: no module of the simulation for {missing[:3]} "
                          f"({len(missing)} in all): is this the file of that sim?")
-    kerneled, hooks, seen = [], [], {}
+    seen: dict = {}
+    mode = _FunctionMode(adds, seen, k["sigmoid"] > 0)
+    kerneled, hooks = [], []
     try:
         for table, make in ((k["conv"], conv_kernel), (k["conv_transpose"], conv_transpose_kernel),
                             (k["float_conv"], float_conv_kernel), (k["batch_norm"], batch_norm_kernel)):
             for name, p in table.items():
-                mods[name].set_kernel(make(p))
-                kerneled.append(mods[name])
-        for name in {s for pair in k["add"] for s in pair}:
-            hooks.append(mods[name].register_forward_hook(
+                if hasattr(mods[name], "set_kernel"):
+                    mods[name].set_kernel(make(p))
+                    kerneled.append(mods[name])
+                else:
+                    hooks.append(mods[name].register_forward_pre_hook(
+                        lambda m, i, kernel=make(p): setattr(mode, "kernel", kernel)))
+        for name, m in watched.items():
+            hooks.append(m.register_forward_hook(
                 lambda m, i, o, name=name: seen.__setitem__(id(o), (name, weakref.ref(o)))))
-        mode = _FunctionMode(k["add"], seen, k["sigmoid"] > 0)
 
         def enter(m, i):
             seen.clear()
@@ -407,11 +341,11 @@ def target_kernels(module: torch.nn.Module, onnx_path: Path):
             mode.forward -= 1
         hooks += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
         float_ops = dict(k["float_ops"])
-        with mode, _quantize_linear_rounding():
+        with mode, _quantize_linear_rounding(), _nncf_quantize_linear(quantizers):
             yield {"qlinear_conv": len(k["conv"]), "conv_transpose": len(k["conv_transpose"]),
                    "float_conv": len(k["float_conv"]), "batch_norm": len(k["batch_norm"]),
-                   "qlinear_add": len(k["add"]), "sigmoid": k["sigmoid"], "float_ops": float_ops,
-                   "exact": not float_ops}
+                   "qlinear_add": len(adds), "sigmoid": k["sigmoid"], "nncf_quantizers": len(quantizers),
+                   "float_ops": float_ops, "exact": not float_ops}
     finally:
         for m in kerneled:
             m.set_kernel(None)

@@ -23,11 +23,12 @@ def _sim_and_file(tiny_pipe, tmp_path, technique):
 
 
 def _run(sim, path, x):
+    model = getattr(sim, "model", sim)
     sess = open_session(path, "exact", 1)
     ort = [dict(zip(OUTPUT_NAMES, sess.run(None, {"input": x[i:i + 1].numpy()}))) for i in range(len(x))]
     ort = {k: np.concatenate([o[k] for o in ort]) for k in OUTPUT_NAMES}
     with torch.no_grad():
-        return ort, dict(zip(OUTPUT_NAMES, (y.numpy() for y in sim.model(x))))
+        return ort, dict(zip(OUTPUT_NAMES, (y.numpy() for y in model(x))))
 
 
 @pytest.mark.parametrize("technique", ["bn_fold+cle", "none"])
@@ -88,3 +89,27 @@ def test_a_file_of_another_model_is_refused(tiny_pipe, tmp_path):
     with pytest.raises(ValueError, match="no module of the simulation"):
         with target_kernels(sim.model.detector, path):
             pass
+
+
+def test_the_nncf_model_with_the_file_kernels_gives_the_files_outputs(tiny_pipe, tmp_path):
+    """NNCF's file keeps float weights behind a QuantizeLinear and float biases; ONNX Runtime quantizes both
+    (constant folding, WeightBiasQuantization) and fuses. NNCF's quantizers set to the file's Q/DQ and the
+    same kernels as hooks on its plain torch modules give the file's outputs bit for bit."""
+    from stages.quantize import nncf_ptq
+    torch.manual_seed(0)
+    calib = [torch.rand(8, 3, 32, 32)]
+    args = nncf_ptq.from_edgy("configs/edgy/quantization_int8.json", 8)
+    qmodel = nncf_ptq.quantize(tiny_pipe, calib, args)
+    path = nncf_ptq.export_onnx(qmodel, "pipeline", calib[0][:1], tmp_path / "nncf.onnx", 13)
+    x = torch.rand(6, 3, 32, 32)
+    ort, plain = _run(qmodel, path, x)
+    with torch.no_grad(), target_kernels(qmodel, path) as cover:
+        emulated = dict(zip(OUTPUT_NAMES, (y.numpy() for y in qmodel(x))))
+    assert cover["exact"] and cover["nncf_quantizers"] > 100 and cover["sigmoid"] == 6
+    assert cover["qlinear_conv"] > 20 and cover["batch_norm"] > 0 and cover["qlinear_add"] >= 8
+    for k in OUTPUT_NAMES:
+        np.testing.assert_array_equal(emulated[k], ort[k], err_msg=k)
+    assert any(not np.array_equal(plain[k], ort[k]) for k in OUTPUT_NAMES)
+    with torch.no_grad():
+        after = dict(zip(OUTPUT_NAMES, (y.numpy() for y in qmodel(x))))
+    assert all(np.array_equal(after[k], plain[k]) for k in OUTPUT_NAMES)

@@ -79,7 +79,7 @@ quantize:
         seeds: [0], bitwidths: [W8A8], quant_scheme: min_max}
   qat: {epochs: 1, batch_size: 4, limit: 4}
   inq: {enabled: false}
-  nncf: {enabled: false}
+  nncf: {models: [pipeline], subset_size: 4}
   joint: {epochs: 1, batch_size: 4, limit: 4}
   bench: {runs: 1, ort_calibration_images: 2}
   intervals: {n_boot: 200, resolution_draws: 2}
@@ -262,8 +262,10 @@ def test_tiny_run_selects_on_val_and_reports_intervals(tmp_path, one_thread):
     assert all(b["unfused_gap"] == (next(r for r in det if r["onnx_file"] == b["file"]).get("ap_unfused") or {}).get("gap")
                for b in gs["beyond"])
     assert max(b["max_abs"] for b in gs["by_model"].values()) == pytest.approx(gs["max_abs"])
-    ported = [r for r in det if "sim_ort" in r]     # AIMET files measured fused: against the sim on ORT's kernels
-    assert ported and all(not r["method"].startswith("nncf") for r in ported)
+    ported = [r for r in det if "sim_ort" in r]     # files measured fused: against the sim on ORT's kernels
+    nncf = [r for r in ported if r["method"].startswith("nncf")]
+    assert len(nncf) == sum(r["method"].startswith("nncf") for r in det if r["bits"] != "FP32") > 0
+    assert all(r["sim_ort"]["coverage"]["nncf_quantizers"] > 0 for r in nncf)
     for r in ported:
         t = r["sim_ort"]
         assert t["gap_ap"]["value"] == pytest.approx(r["onnx"]["ap"] - t["metrics"]["ap"])
