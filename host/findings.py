@@ -135,7 +135,8 @@ def speed(results: dict, quantize: dict) -> list[str]:
 
 
 def _kernel_sim(gs: dict) -> list[str]:
-    """The files against the AIMET simulation computing with ONNX Runtime's int8 kernels (ort_kernels)."""
+    """The files against their simulation (AIMET's or NNCF's) computing with ONNX Runtime's int8 kernels
+    (stages/quantize/ort_kernels.py)."""
     k = gs.get("ort_kernels") or {}
     if not k.get("files"):
         return []
@@ -144,11 +145,12 @@ def _kernel_sim(gs: dict) -> list[str]:
     rest = [x for x in per if not x["exact"]]
     left = sorted({op for x in rest for op in x["float_ops"]})
     others = gs.get("files", k["files"]) - k["files"]
-    return [f"**The AIMET simulation computing with ONNX Runtime's kernels** (stages/quantize/ort_kernels.py: AIMET's "
-            f"`set_kernel` with the arithmetic of ONNX Runtime's x86 kernels: QLinearConv and QLinearAdd requantisation, "
-            f"the order of its float ConvTranspose, Conv and BatchNormalization, its logistic, QuantizeLinear's rounding; every "
-            f"parameter read from the file), against the {k['files']} INT8 detection files AIMET simulates"
-            + (f" (the other {others} are NNCF's, measured against NNCF's float simulation above)" if others > 0 else "")
+    return [f"**The simulation computing with ONNX Runtime's kernels** (stages/quantize/ort_kernels.py: AIMET's sim "
+            f"through `set_kernel`, NNCF's model through its function hooks, with the arithmetic of ONNX Runtime's x86 "
+            f"kernels: QLinearConv and QLinearAdd requantisation, the order of its float ConvTranspose, Conv and "
+            f"BatchNormalization, its logistic, QuantizeLinear's rounding; every parameter read from the file), against "
+            f"the {k['files']} INT8 detection files measured with the fused kernels"
+            + (f" (the other {others} are measured unfused, against their float simulation above)" if others > 0 else "")
             + f": it emulates every op of {k['exact_files']} of them; {same} give the "
             f"file's AP to 1e-4 point and the largest gap is {100 * k['max_abs']:.2f} point"
             + (f"; float ops left in {len(rest)} ({', '.join(left)}): " + ", ".join(_file_gap(x) for x in rest)

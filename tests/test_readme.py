@@ -148,8 +148,8 @@ def test_findings_quote_the_sim_vs_file_gap_intervals(tmp_path):
     assert ("`c/pipeline/a.onnx` +1.1 against a spread of 1.9 (sd 0.9; unfused +1.2); `c/pipeline/b.onnx` -1.9 "
             "against a spread of 1.0 (sd 0.4) points. 1 of 2 gaps are within their file's spread.") in md
     assert "unfused session (Q/DQ kept, float convs and adds: the file's int8 semantics by construction): 1 of 1 are also" in md
-    assert ("against the 3 INT8 detection files AIMET simulates (the other 9 are NNCF's, measured against NNCF's "
-            "float simulation above): it emulates every op of 2 of them; 1 give the "
+    assert ("against the 3 INT8 detection files measured with the fused kernels (the other 9 are measured unfused, "
+            "against their float simulation above): it emulates every op of 2 of them; 1 give the "
             "file's AP to 1e-4 point and the largest gap is 1.20 point; float ops left in 1 (BatchNormalization, Conv, "
             "Sigmoid): "
             "`c/pipeline/n.onnx` -1.2.") in md
