@@ -156,10 +156,13 @@ def batch_norm_kernel(p: dict):
 
 
 def qlinear_add(a: torch.Tensor, b: torch.Tensor, p: dict) -> torch.Tensor:
-    """MLAS's AVX2 QLinearAdd on the stored values of two dequantized tensors."""
+    """MLAS's AVX2 QLinearAdd on the stored values of two dequantized tensors. Its fixed part,
+    ``z_c - (s_a/s_c * z_a + s_b/s_c * z_b)``, is scalar C++ the compiler contracts into
+    ``fma(s_a/s_c, z_a, s_b/s_c * z_b)`` (measured: without the FMA one input pair in 65536 rounds to the
+    other step for some scales, session 15)."""
     f = np.float32
     ra, rb = f(p["sa"] / p["sc"]), f(p["sb"] / p["sc"])
-    fixed = f(f(p["zc"]) - f(f(ra * f(p["za"])) + f(rb * f(p["zb"]))))
+    fixed = f(f(p["zc"]) - f(np.float64(ra) * float(p["za"]) + np.float64(f(rb * f(p["zb"])))))
     qa, qb = (_steps(a, p["sa"]) + p["za"]).float(), (_steps(b, p["sb"]) + p["zb"]).float()
     r = _fma32(qa, torch.tensor(ra), _fma32(qb, torch.tensor(rb), torch.tensor(fixed)))   # the stored value, zero point in
     info = np.iinfo(p["dt"])

@@ -113,3 +113,33 @@ def test_the_nncf_model_with_the_file_kernels_gives_the_files_outputs(tiny_pipe,
     with torch.no_grad():
         after = dict(zip(OUTPUT_NAMES, (y.numpy() for y in qmodel(x))))
     assert all(np.array_equal(after[k], plain[k]) for k in OUTPUT_NAMES)
+
+
+@pytest.mark.parametrize("p", [
+    # the demo's joint-QAT enhancer, encoders.1.0: the fixed part's FMA decides one input pair
+    {"sa": 0.0017865061527118087, "sb": 0.0022239102981984615, "sc": 0.001866091275587678, "za": 111, "zb": 106,
+     "zc": 0},
+    {"sa": 0.02, "sb": 0.013, "sc": 0.031, "za": 128, "zb": 3, "zc": 17},
+])
+def test_qlinear_add_is_onnx_runtimes_on_every_input_pair(tmp_path, p):
+    """Every (a, b) of uint8 through a DQ -> Add -> Q graph ONNX Runtime fuses into QLinearAdd."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from stages.quantize.ort_kernels import qlinear_add
+    f = np.float32
+    p = {**{k: f(v) for k, v in p.items() if k.startswith("s")}, **{k: v for k, v in p.items() if k.startswith("z")},
+         "dt": np.dtype(np.uint8)}
+    inits = [numpy_helper.from_array(np.array(p[k], f if k.startswith("s") else np.uint8), k)
+             for k in ("sa", "sb", "sc", "za", "zb", "zc")]
+    nodes = [helper.make_node("DequantizeLinear", ["a", "sa", "za"], ["fa"]),
+             helper.make_node("DequantizeLinear", ["b", "sb", "zb"], ["fb"]),
+             helper.make_node("Add", ["fa", "fb"], ["s"]), helper.make_node("QuantizeLinear", ["s", "sc", "zc"], ["c"])]
+    io = [helper.make_tensor_value_info(n, TensorProto.UINT8, [65536]) for n in ("a", "b", "c")]
+    g = helper.make_graph(nodes, "g", io[:2], io[2:], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), tmp_path / "add.onnx")
+    a, b = np.repeat(np.arange(256, dtype=np.uint8), 256), np.tile(np.arange(256, dtype=np.uint8), 256)
+    c = open_session(tmp_path / "add.onnx", "exact", 1).run(None, {"a": a, "b": b})[0]
+    da = torch.from_numpy((a.astype(f) - f(p["za"])) * p["sa"])
+    db = torch.from_numpy((b.astype(f) - f(p["zb"])) * p["sb"])
+    ours = qlinear_add(da, db, p).numpy() / p["sc"] + p["zc"]
+    np.testing.assert_array_equal(np.rint(ours).astype(np.uint8), c)
