@@ -21,8 +21,8 @@ Q/DQ pair their export writes (session 15). Emulated:
 * **ConvTranspose** 2x2 stride 2, which ONNX Runtime 1.23 runs in float: float32 FMAs over the input
   channels in order (MLAS SGEMM; no output overlaps at stride 2), plus the bias, QuantizeLinear;
 * **QLinearAdd** (an Add of two DequantizeLinear outputs feeding one QuantizeLinear, a ReLU that ONNX
-  Runtime drops allowed): MLAS's AVX2 kernel, ``fma(a, s_a/s_c, fma(b, s_b/s_c, z_c - (s_a/s_c * z_a +
-  s_b/s_c * z_b)))`` on the stored values, rounded half to even, saturated;
+  Runtime drops allowed): MLAS's AVX2 kernel, ``fma(a, r_a, fma(b, r_b, z_c - fma(r_a, z_a, r_b * z_b)))``
+  on the stored values (``r_a = s_a/s_c``, ``r_b = s_b/s_c``), rounded half to even, saturated;
 * **float Conv** (no QuantizeLinear right after it: it feeds a float BatchNormalization in cells that
   do not fold BN, or a ReLU whose QuantizeLinear keeps negatives): MlasConv's im2col order, FMAs in K
   blocks of 128 (a depthwise conv: the M=1 SGEMM kernel, products added four at a time), then the bias;
@@ -263,7 +263,7 @@ def _exact_qdq(quantizer):
     return forward
 
 
-def nncf_quantizers(module: torch.nn.Module) -> dict:
+def _nncf_quantizers(module: torch.nn.Module) -> dict:
     """The quantizers NNCF hooked into ``module``, by the suffix their export gives their QuantizeLinear node
     (``__nncf_hooks.post_hooks.<op>__<port>.<i>`` -> ``<op>__<port>.<i>/QuantizeLinear``); empty for an
     AIMET sim."""
@@ -275,6 +275,7 @@ def nncf_quantizers(module: torch.nn.Module) -> dict:
 
 
 def _nncf_quantizer(q_node: str, quantizers: dict) -> str | None:
+    """The key of the NNCF quantizer a file's QuantizeLinear node was exported from, else None."""
     parts = q_node.split("/")
     return next((s for s in ("/".join(parts[i:]) for i in range(len(parts))) if s in quantizers), None)
 
@@ -306,7 +307,7 @@ def target_kernels(module: torch.nn.Module, onnx_path: Path):
     replaced in the function mode, under NNCF's, and an Add's operands are the outputs of its quantizers."""
     k = file_kernels(onnx_path)
     mods = dict(module.named_modules())
-    quantizers = nncf_quantizers(module)
+    quantizers = _nncf_quantizers(module)
     if quantizers:
         adds = {tuple(_nncf_quantizer(q, quantizers) for q in p["q_nodes"]): p for p in k["add"].values()}
         watched = {n: quantizers[n] for pair in adds for n in pair if n is not None}
