@@ -13,7 +13,6 @@ from stages.quantize.grid import Cell
 from stages.quantize.ort_kernels import target_kernels
 
 
-
 def _sim_and_file(tiny_pipe, tmp_path, technique):
     torch.manual_seed(0)
     calib = [torch.rand(4, 3, 32, 32)]
@@ -22,13 +21,17 @@ def _sim_and_file(tiny_pipe, tmp_path, technique):
     return sim, tmp_path / info["onnx"]
 
 
+def _outputs(model, x) -> dict:
+    with torch.no_grad():
+        return dict(zip(OUTPUT_NAMES, (y.numpy() for y in model(x))))
+
+
 def _run(sim, path, x):
-    model = getattr(sim, "model", sim)
+    """(the file's outputs in the ``exact`` session, the simulation's own) on ``x``."""
     sess = open_session(path, "exact", 1)
     ort = [dict(zip(OUTPUT_NAMES, sess.run(None, {"input": x[i:i + 1].numpy()}))) for i in range(len(x))]
     ort = {k: np.concatenate([o[k] for o in ort]) for k in OUTPUT_NAMES}
-    with torch.no_grad():
-        return ort, dict(zip(OUTPUT_NAMES, (y.numpy() for y in model(x))))
+    return ort, _outputs(getattr(sim, "model", sim), x)
 
 
 @pytest.mark.parametrize("technique", ["bn_fold+cle", "none"])
@@ -37,16 +40,15 @@ def test_the_sim_with_the_file_kernels_gives_the_files_outputs(tiny_pipe, tmp_pa
     sim, path = _sim_and_file(tiny_pipe, tmp_path, technique)
     x = torch.rand(6, 3, 32, 32)
     ort, plain = _run(sim, path, x)
-    with torch.no_grad(), target_kernels(sim.model, path) as cover:
-        emulated = dict(zip(OUTPUT_NAMES, (y.numpy() for y in sim.model(x))))
+    with target_kernels(sim.model, path) as cover:
+        emulated = _outputs(sim.model, x)
     assert cover["exact"] and cover["float_ops"] == {} and cover["sigmoid"] == 6
     assert cover["qlinear_conv"] > 20 and cover["conv_transpose"] == 8 and cover["qlinear_add"] >= 8
     assert (cover["float_conv"] > 0 and cover["batch_norm"] > 0) == (technique == "none")
     for k in OUTPUT_NAMES:
         np.testing.assert_array_equal(emulated[k], ort[k], err_msg=k)         # bit for bit, scores too
     assert any(not np.array_equal(plain[k], ort[k]) for k in OUTPUT_NAMES)    # the float sim is not
-    with torch.no_grad():                                                     # the kernels leave with the block
-        after = dict(zip(OUTPUT_NAMES, (y.numpy() for y in sim.model(x))))
+    after = _outputs(sim.model, x)                                              # the kernels leave with the block
     assert all(np.array_equal(after[k], plain[k]) for k in OUTPUT_NAMES)
 
 
@@ -62,8 +64,8 @@ def test_a_conv_kept_in_float_before_a_relu_is_emulated_too(tiny_pipe, tmp_path)
     path = tmp_path / info["onnx"]
     x = torch.rand(4, 3, 32, 32)
     ort, _ = _run(sim, path, x)
-    with torch.no_grad(), target_kernels(sim.model, path) as cover:
-        emulated = dict(zip(OUTPUT_NAMES, (y.numpy() for y in sim.model(x))))
+    with target_kernels(sim.model, path) as cover:
+        emulated = _outputs(sim.model, x)
     assert cover["float_conv"] == 1 and cover["exact"]
     for k in OUTPUT_NAMES:
         np.testing.assert_array_equal(emulated[k], ort[k], err_msg=k)
@@ -103,15 +105,14 @@ def test_the_nncf_model_with_the_file_kernels_gives_the_files_outputs(tiny_pipe,
     path = nncf_ptq.export_onnx(qmodel, "pipeline", calib[0][:1], tmp_path / "nncf.onnx", 13)
     x = torch.rand(6, 3, 32, 32)
     ort, plain = _run(qmodel, path, x)
-    with torch.no_grad(), target_kernels(qmodel, path) as cover:
-        emulated = dict(zip(OUTPUT_NAMES, (y.numpy() for y in qmodel(x))))
+    with target_kernels(qmodel, path) as cover:
+        emulated = _outputs(qmodel, x)
     assert cover["exact"] and cover["nncf_quantizers"] > 100 and cover["sigmoid"] == 6
     assert cover["qlinear_conv"] > 20 and cover["batch_norm"] > 0 and cover["qlinear_add"] >= 8
     for k in OUTPUT_NAMES:
         np.testing.assert_array_equal(emulated[k], ort[k], err_msg=k)
     assert any(not np.array_equal(plain[k], ort[k]) for k in OUTPUT_NAMES)
-    with torch.no_grad():
-        after = dict(zip(OUTPUT_NAMES, (y.numpy() for y in qmodel(x))))
+    after = _outputs(qmodel, x)
     assert all(np.array_equal(after[k], plain[k]) for k in OUTPUT_NAMES)
 
 
